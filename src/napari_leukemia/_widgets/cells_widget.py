@@ -1,0 +1,84 @@
+"""Detect cells widget: find leukocytes on an image layer and pick the selected cell."""
+
+from __future__ import annotations
+
+from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, create_widget
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..cells import detect_cells
+from ..images import ImageError
+from . import selection
+from .layers import image_plane, placement
+
+
+class DetectCellsWidget(Container):
+    """Detect cells → a Shapes layer of editable boxes; click a box to select its cell."""
+
+    def __init__(self, viewer):
+        super().__init__()
+        self._viewer = viewer
+        self._image = create_widget(annotation="napari.layers.Image", label="image")
+        self._min_score = FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, label="min score")
+        self._run = PushButton(text="Detect cells")
+        self._status = Label(value="No cells detected yet.")
+        self._cell = ComboBox(label="selected cell", choices=[])
+        self.extend([self._image, self._min_score, self._run, self._cell, self._status])
+        self._run.changed.connect(self.run)
+        self._cell.changed.connect(self._on_choice)
+        selection.selection_events.changed.connect(self._on_selection_changed)
+        self.worker = None
+
+    def run(self):
+        """Start detection in a worker; the result is added by `_show`."""
+        layer = self._image.value
+        if layer is None:
+            show_error("Choose an image layer to detect cells on.")
+            return
+        try:
+            plane = image_plane(layer, self._viewer)
+        except ImageError as error:
+            show_error(f"Detect cells on '{layer.name}': {error}")
+            return
+        self._status.value = "Detecting…"
+        self._run.enabled = False
+        self.worker = create_worker(detect_cells, plane, min_score=self._min_score.value)
+        self.worker.returned.connect(lambda cells: self._show(cells, layer))
+        self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(lambda: setattr(self._run, "enabled", True))
+        self.worker.start()
+
+    def _failed(self, error):
+        self._status.value = f"Detection failed: {error}"
+        show_error(f"Detection failed: {error}")
+
+    def _show(self, cells, layer):
+        if not cells:
+            self._status.value = f"No cells found on '{layer.name}'."
+            show_info(f"No cells found on '{layer.name}'. Lower 'min score' or draw a box.")
+        data, kwargs, _ = selection.cells_layer_data(cells, layer.name)
+        name = kwargs["name"]
+        if name in self._viewer.layers and selection.is_cells_layer(self._viewer.layers[name]):
+            self._viewer.layers.remove(name)  # our own earlier result, never a user's layer
+        cells_layer = self._viewer.add_shapes(data, **kwargs, **placement(layer))
+        selection.connect_selection(cells_layer, layer)
+        self._viewer.layers.selection.active = cells_layer
+        cells_layer.mode = "select"
+        if cells:
+            self._status.value = f"{len(cells)} cells on '{layer.name}'. Click one to select it."
+            selection.select_cell(cells_layer, 0)
+
+    def _on_selection_changed(self, cells_layer):
+        chosen = selection.selected_cell(self._viewer)
+        ids = [f"cell {i}" for i in selection.cell_ids_from(cells_layer.features["cell"])]
+        with self._cell.changed.blocked():
+            self._cell.choices = ids
+            if chosen is not None:
+                self._cell.value = chosen.label
+
+    def _on_choice(self, value):
+        cells_layer = selection.find_cells_layer(self._viewer)
+        if cells_layer is None or value is None:
+            return
+        index = list(self._cell.choices).index(value)
+        selection.select_cell(cells_layer, index)

@@ -1,0 +1,36 @@
+"""Small helpers that turn napari layers into the 2-D arrays the core expects."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.utils.notifications import show_info
+
+
+def image_plane(layer, viewer=None) -> np.ndarray:
+    """The 2-D plane of an Image layer that the viewer currently shows.
+
+    Stacks and time series are reduced to the displayed plane (and the user is told);
+    RGB(A) layers keep their colour axis.
+    """
+    data = np.asarray(layer.data)
+    spatial = 3 if layer.rgb else 2
+    leading = data.ndim - spatial
+    if leading <= 0:
+        return data
+    if viewer is not None:
+        step = viewer.dims.current_step
+        offset = len(step) - layer.ndim  # a layer's axes are the viewer's last ones
+        index = tuple(
+            int(np.clip(step[offset + axis], 0, data.shape[axis] - 1)) for axis in range(leading)
+        )
+    else:
+        index = (0,) * leading
+    show_info(f"'{layer.name}' has {data.ndim - spatial} extra axes; using plane {index}.")
+    return data[index]
+
+
+def placement(layer) -> dict:
+    """The layer's 2-D scale/translate, so results line up with their source."""
+    scale = np.asarray(layer.scale)[-2:]
+    translate = np.asarray(layer.translate)[-2:]
+    return {"scale": tuple(scale), "translate": tuple(translate)}

@@ -1,0 +1,82 @@
+"""Extract ROI widget: the selected cell's square crop as a new, aligned image layer."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.notifications import show_error
+
+from ..images import ImageError
+from ..roi import extract_roi
+from . import selection
+from .layers import image_plane
+
+
+def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin: float, plane):
+    """LayerData for the ROI of `cell`, placed over the cell on the original image."""
+    roi, transform = extract_roi(plane, cell.bbox, size=size, margin=margin)
+    scale = np.asarray(image_layer.scale)[-2:]
+    translate = np.asarray(image_layer.translate)[-2:]
+    meta = {
+        "napari_leukemia": {
+            "kind": "roi",
+            "source": image_layer.name,
+            "cell": cell.cell_id,
+            "bbox": list(cell.bbox),
+            "roi_transform": transform.as_dict(),
+        }
+    }
+    kwargs = {
+        "name": f"ROI · {image_layer.name} · {cell.label}",
+        "scale": tuple(scale * np.asarray(transform.scale)),
+        "translate": tuple(translate + scale * np.asarray(transform.translate)),
+        "metadata": meta,
+        "rgb": roi.ndim == 3,
+    }
+    return roi, kwargs, "image"
+
+
+class ExtractRoiWidget(Container):
+    """Crop the selected cell (with a margin), resized to the classifier's input size."""
+
+    def __init__(self, viewer):
+        super().__init__()
+        self._viewer = viewer
+        self._cell = Label(value="")
+        self._size = SpinBox(value=224, min=8, max=2048, label="size (px)")
+        self._margin = FloatSpinBox(value=0.15, min=0.0, max=2.0, step=0.05, label="margin")
+        self._run = PushButton(text="Extract ROI")
+        self.extend([self._cell, self._size, self._margin, self._run])
+        self._run.changed.connect(self.run)
+        selection.selection_events.changed.connect(self._refresh)
+        self._refresh()
+
+    def _refresh(self, *_):
+        cell = selection.selected_cell(self._viewer)
+        if cell is None:
+            self._cell.value = "No cell selected: run 'Detect cells' and click a cell."
+        else:
+            self._cell.value = f"Selected: {cell.label} on '{cell.image_layer.name}'"
+
+    def run(self):
+        """Add the ROI layer of the selected cell; replaces only our own earlier ROI."""
+        cell = selection.selected_cell(self._viewer)
+        if cell is None:
+            show_error("No cell selected: run 'Detect cells' and click a cell first.")
+            return None
+        try:
+            plane = image_plane(cell.image_layer, self._viewer)
+            data, kwargs, _ = roi_layer_data(
+                cell.image_layer, cell, self._size.value, self._margin.value, plane
+            )
+        except (ImageError, ValueError) as error:
+            show_error(f"Extract ROI: {error}")
+            return None
+        name = kwargs["name"]
+        if name in self._viewer.layers:
+            old = self._viewer.layers[name]
+            if old.metadata.get("napari_leukemia", {}).get("kind") == "roi":
+                self._viewer.layers.remove(old)
+            else:
+                kwargs["name"] = f"{name} (plugin)"
+        return self._viewer.add_image(data, **kwargs)

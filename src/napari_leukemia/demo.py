@@ -1,0 +1,107 @@
+"""The main job on built-in defaults: the sample smear through every step.
+
+With a display it opens napari with the sample smear and the plugin's widgets docked;
+without one it runs the same steps and writes their outputs to a new folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_OUTPUT_ROOT = Path("napari-leukemia-output")
+
+
+def new_output_dir(root: Path = DEFAULT_OUTPUT_ROOT) -> Path:
+    """A fresh folder under `root` named by the time, so no earlier run is overwritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"demo-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"demo-{stamp}-{suffix}"
+    return path
+
+
+def cells_table(cells) -> pd.DataFrame:
+    """One row per detected cell: id, score, bbox and area."""
+    rows = [
+        {
+            "cell": i + 1,
+            "score": round(float(c.score), 4),
+            "min_row": c.bbox[0],
+            "min_col": c.bbox[1],
+            "max_row": c.bbox[2],
+            "max_col": c.bbox[3],
+            "area": int(c.mask.sum()),
+        }
+        for i, c in enumerate(cells)
+    ]
+    columns = ["cell", "score", "min_row", "min_col", "max_row", "max_col", "area"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_headless(out_dir: Path | None = None, seed: int = 0) -> Path:
+    """Run the demo steps on the synthetic sample and write PNGs and a CSV to `out_dir`."""
+    from skimage import io
+
+    from .cells import detect_cells
+    from .preprocess import document000_pipeline
+    from .roi import extract_roi
+    from .synthetic import make_smear
+
+    out = Path(out_dir) if out_dir is not None else new_output_dir()
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already holds files; choose an empty or new folder.")
+    out.mkdir(parents=True, exist_ok=True)
+
+    smear = make_smear(seed=seed)
+    io.imsave(out / "smear.png", smear.image, check_contrast=False)
+    io.imsave(out / "labels_truth.png", smear.labels, check_contrast=False)
+    pre = document000_pipeline(smear.image)[..., 0]
+    io.imsave(out / "preprocessed.png", _to_uint8(pre), check_contrast=False)
+    cells = detect_cells(smear.image)
+    cells_table(cells).to_csv(out / "cells.csv", index=False)
+    print(f"Detected {len(cells)} cells on the sample smear.")
+    if cells:
+        roi, transform = extract_roi(smear.image, cells[0].bbox)
+        io.imsave(out / "roi_cell1.png", _to_uint8(roi), check_contrast=False)
+        print(f"ROI of cell 1: {roi.shape}, origin {transform.origin}, scale {transform.scale}")
+    print(f"Outputs written to {out.resolve()}")
+    return out
+
+
+def run_viewer(seed: int = 0):
+    """Open napari with the sample smear, cells detected and the widgets docked."""
+    import napari
+
+    from ._sample_data import smear_224
+    from ._widgets import selection
+    from .cells import detect_cells
+
+    viewer = napari.Viewer(title="napari-leukemia demo")
+    for data, kwargs, kind in smear_224():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    image_layer = viewer.layers[0]
+    for name in ("Preprocess", "Extract ROI", "Detect cells"):
+        viewer.window.add_plugin_dock_widget("napari-leukemia", name)
+    cells = detect_cells(image_layer.data)
+    data, kwargs, _ = selection.cells_layer_data(cells, image_layer.name)
+    cells_layer = viewer.add_shapes(data, **kwargs)
+    selection.connect_selection(cells_layer, image_layer)
+    if cells:
+        selection.select_cell(cells_layer, 0)
+    return viewer
+
+
+def has_display() -> bool:
+    """True when a GUI can open (an X11 or Wayland display is set)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
