@@ -43,7 +43,9 @@ def test_unsharp_mask_reproduces_document_000(rgb_uint8):
 def test_document000_pipeline_matches_reference(rgb_uint8):
     image = cv2.resize(rgb_uint8, (224, 224), interpolation=cv2.INTER_NEAREST)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) / 255.0
-    expected = np.clip(cv2.addWeighted(gray, 1.5, cv2.GaussianBlur(gray, (5, 5), 0), -0.2, 0), 0, 1)
+    expected = np.clip(
+        cv2.addWeighted(gray, 1.5, cv2.GaussianBlur(gray, (5, 5), 0), -0.2, 0), 0, 1
+    )
     ours = preprocess.document000_pipeline(image)
     assert ours.shape == (224, 224, 1) and ours.dtype == np.float32
     assert np.abs(ours[..., 0] - expected).max() < 1.5 / 255

@@ -16,14 +16,14 @@ import pandas as pd
 DEFAULT_OUTPUT_ROOT = Path("napari-leukemia-output")
 
 
-def new_output_dir(root: Path = DEFAULT_OUTPUT_ROOT) -> Path:
+def new_output_dir(prefix: str = "demo", root: Path = DEFAULT_OUTPUT_ROOT) -> Path:
     """A fresh folder under `root` named by the time, so no earlier run is overwritten."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"demo-{stamp}"
+    path = Path(root) / f"{prefix}-{stamp}"
     suffix = 1
     while path.exists():
         suffix += 1
-        path = Path(root) / f"demo-{stamp}-{suffix}"
+        path = Path(root) / f"{prefix}-{stamp}-{suffix}"
     return path
 
 

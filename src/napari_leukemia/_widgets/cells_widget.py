@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, create_widget
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
@@ -11,11 +13,14 @@ from ..images import ImageError
 from . import selection
 from .layers import image_plane, placement
 
+if TYPE_CHECKING:
+    import napari
+
 
 class DetectCellsWidget(Container):
     """Detect cells → a Shapes layer of editable boxes; click a box to select its cell."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
         self._image = create_widget(annotation="napari.layers.Image", label="image")
@@ -26,7 +31,7 @@ class DetectCellsWidget(Container):
         self.extend([self._image, self._min_score, self._run, self._cell, self._status])
         self._run.changed.connect(self.run)
         self._cell.changed.connect(self._on_choice)
-        selection.selection_events.changed.connect(self._on_selection_changed)
+        selection.on_selection_changed(self, self._on_selection_changed)
         self.worker = None
 
     def run(self):
@@ -57,9 +62,8 @@ class DetectCellsWidget(Container):
             self._status.value = f"No cells found on '{layer.name}'."
             show_info(f"No cells found on '{layer.name}'. Lower 'min score' or draw a box.")
         data, kwargs, _ = selection.cells_layer_data(cells, layer.name)
-        name = kwargs["name"]
-        if name in self._viewer.layers and selection.is_cells_layer(self._viewer.layers[name]):
-            self._viewer.layers.remove(name)  # our own earlier result, never a user's layer
+        for old in selection.unedited_cells_layers(self._viewer, layer.name):
+            self._viewer.layers.remove(old)  # our own earlier result; edited ones are kept
         cells_layer = self._viewer.add_shapes(data, **kwargs, **placement(layer))
         selection.connect_selection(cells_layer, layer)
         self._viewer.layers.selection.active = cells_layer
@@ -69,6 +73,8 @@ class DetectCellsWidget(Container):
             selection.select_cell(cells_layer, 0)
 
     def _on_selection_changed(self, cells_layer):
+        if cells_layer not in self._viewer.layers:
+            return
         chosen = selection.selected_cell(self._viewer)
         ids = [f"cell {i}" for i in selection.cell_ids_from(cells_layer.features["cell"])]
         with self._cell.changed.blocked():

@@ -34,3 +34,18 @@ def placement(layer) -> dict:
     scale = np.asarray(layer.scale)[-2:]
     translate = np.asarray(layer.translate)[-2:]
     return {"scale": tuple(scale), "translate": tuple(translate)}
+
+
+def add_or_replace(viewer, data, kwargs: dict, meta: dict, layer_type: str = "image"):
+    """Add a result layer; replace only the plugin's own earlier layer of that name.
+
+    `meta` (with a "kind") goes to ``metadata["napari_leukemia"]``. A user's layer
+    with the same name is left alone and napari gives the new layer a fresh name.
+    """
+    name = kwargs["name"]
+    if name in viewer.layers:
+        old = viewer.layers[name]
+        if old.metadata.get("napari_leukemia", {}).get("kind") == meta.get("kind"):
+            viewer.layers.remove(old)
+    kwargs = {**kwargs, "metadata": {"napari_leukemia": meta}}
+    return getattr(viewer, f"add_{layer_type}")(data, **kwargs)

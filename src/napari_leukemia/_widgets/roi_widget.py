@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error
@@ -9,7 +11,10 @@ from napari.utils.notifications import show_error
 from ..images import ImageError
 from ..roi import extract_roi
 from . import selection
-from .layers import image_plane
+from .layers import add_or_replace, image_plane
+
+if TYPE_CHECKING:
+    import napari
 
 
 def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin: float, plane):
@@ -39,7 +44,7 @@ def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin:
 class ExtractRoiWidget(Container):
     """Crop the selected cell (with a margin), resized to the classifier's input size."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
         self._cell = Label(value="")
@@ -48,7 +53,7 @@ class ExtractRoiWidget(Container):
         self._run = PushButton(text="Extract ROI")
         self.extend([self._cell, self._size, self._margin, self._run])
         self._run.changed.connect(self.run)
-        selection.selection_events.changed.connect(self._refresh)
+        selection.on_selection_changed(self, self._refresh)
         self._refresh()
 
     def _refresh(self, *_):
@@ -72,11 +77,5 @@ class ExtractRoiWidget(Container):
         except (ImageError, ValueError) as error:
             show_error(f"Extract ROI: {error}")
             return None
-        name = kwargs["name"]
-        if name in self._viewer.layers:
-            old = self._viewer.layers[name]
-            if old.metadata.get("napari_leukemia", {}).get("kind") == "roi":
-                self._viewer.layers.remove(old)
-            else:
-                kwargs["name"] = f"{name} (plugin)"
-        return self._viewer.add_image(data, **kwargs)
+        meta = kwargs.pop("metadata")["napari_leukemia"]
+        return add_or_replace(self._viewer, data, kwargs, meta)

@@ -31,6 +31,12 @@ class _SelectionEvents:
 selection_events = _SelectionEvents()
 
 
+def on_selection_changed(widget, callback) -> None:
+    """Call `callback(cells_layer)` on selection changes until `widget` is destroyed."""
+    selection_events.changed.connect(callback)
+    widget.native.destroyed.connect(lambda *_: selection_events.changed.disconnect(callback))
+
+
 @dataclass(frozen=True)
 class SelectedCell:
     """A cell chosen by the user: its layers, row in the cells table and bbox."""
@@ -91,6 +97,8 @@ def cells_layer_data(cells, image_layer_name: str) -> tuple:
         "edge_color": [SELECTED_EDGE if s else OTHER_EDGE for s in features["selected"]],
         "face_color": "transparent",
         "features": features,
+        # shapes the user draws get id 0 (a fresh id is given when needed), no score
+        "feature_defaults": {"cell": 0, "score": np.nan, "selected": False},
         "text": {"string": "{cell}", "color": "white", "size": 9, "anchor": "upper_left"},
         "metadata": {PLUGIN_KEY: {"kind": CELLS_KIND, "image_layer": image_layer_name}},
     }
@@ -116,7 +124,10 @@ def cell_ids_from(ids: pd.Series) -> np.ndarray:
     """Cell ids; shapes the user drew by hand (no id yet) get fresh ids after the largest."""
     values = pd.to_numeric(ids, errors="coerce").to_numpy(dtype=float)
     next_id = int(np.nanmax(values)) + 1 if np.isfinite(values).any() else 1
-    for i in np.flatnonzero(~np.isfinite(values) | (values <= 0)):
+    # napari copies the last selected shape's features into a new shape, so a
+    # repeated id also marks a hand-drawn shape: later repeats get fresh ids
+    repeated = pd.Series(values).duplicated().to_numpy()
+    for i in np.flatnonzero(~np.isfinite(values) | (values <= 0) | repeated):
         values[i] = next_id
         next_id += 1
     return values.astype(int)
@@ -134,6 +145,17 @@ def cell_at(cells_layer, point) -> int | None:
             if area < best_area:
                 best, best_area = i, area
     return best
+
+
+def unedited_cells_layers(viewer, image_layer_name: str) -> list:
+    """The plugin's cells layers for an image that the user has not edited."""
+    return [
+        layer
+        for layer in viewer.layers
+        if is_cells_layer(layer)
+        and layer.metadata[PLUGIN_KEY].get("image_layer") == image_layer_name
+        and not layer.metadata[PLUGIN_KEY].get("edited", False)
+    ]
 
 
 def find_cells_layer(viewer, image_layer=None):
@@ -185,7 +207,11 @@ def connect_selection(cells_layer, image_layer) -> None:
         if index is not None:
             select_cell(cells_layer, index)
 
+    def on_edit(event=None):
+        cells_layer.metadata[PLUGIN_KEY]["edited"] = True
+
     cells_layer.events.highlight.connect(on_highlight)
+    cells_layer.events.data.connect(on_edit)
     # napari calls a layer's mouse callbacks only while that layer is active, so the
     # click works both on the image and on the cells layer (in pan/zoom mode).
     for layer in (image_layer, cells_layer):

@@ -1,0 +1,215 @@
+"""Load a model safely and classify a field or a single cell.
+
+`load_model()` with no path returns the model bundled with the package. Models are
+loaded with Keras ``safe_mode=True`` so a file cannot run code (Lambda layers with
+pickled functions are refused).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from .backend import keras_module
+from .evaluation import malignant_probability
+from .inputs import cell_input, field_inputs
+from .metadata import CLASS_NAMES, InputSpec, ModelInfo, read_info
+
+BUNDLED_MODEL = "leukemia_default.keras"
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model with the metadata that says how to feed it."""
+
+    keras_model: object
+    info: ModelInfo
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities of a prepared input batch (N, rows, cols, channels)."""
+        return np.asarray(self.keras_model(batch, training=False))
+
+
+@dataclass
+class Classification:
+    """The result of `classify`: the call, all class probabilities, and how it was made."""
+
+    class_name: str
+    probabilities: dict[str, float]
+    malignant_probability: float
+    kind: str  # "cell" (one ROI), "field (mean of N cells)" or "field (whole image)"
+    cell_probabilities: np.ndarray | None = None
+    cell_bboxes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def malignant(self) -> bool:
+        return self.malignant_probability >= 0.5
+
+    def as_dict(self) -> dict:
+        """Plain-JSON form (for ``predict --json`` and layer metadata)."""
+        out = {
+            "class": self.class_name,
+            "probabilities": self.probabilities,
+            "malignant_probability": self.malignant_probability,
+            "malignant": self.malignant,
+            "kind": self.kind,
+            "n_cells": len(self.cell_bboxes),
+            "notes": list(self.notes),
+        }
+        if self.cell_bboxes:
+            out["cells"] = [
+                {"bbox": [int(v) for v in b], "probabilities": [float(p) for p in probs]}
+                for b, probs in zip(self.cell_bboxes, self.cell_probabilities, strict=True)
+            ]
+        return out
+
+
+def bundled_model_path() -> Path:
+    return Path(str(files("napari_leukemia") / "model" / "bundled" / BUNDLED_MODEL))
+
+
+def load_model(path: Path | str | None = None) -> LoadedModel:
+    """Load a ``.keras`` model (default: the bundled one) with its metadata.
+
+    Raises `ModelError` for a missing file, a file that is not a Keras model, or one
+    that needs unsafe deserialisation (code execution).
+    """
+    target = bundled_model_path() if path is None else Path(path)
+    return _load_cached(str(target.resolve()), target.stat().st_mtime_ns if target.exists() else 0)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path_str: str, _mtime: int) -> LoadedModel:
+    path = Path(path_str)
+    if not path.is_file():
+        raise ModelError(f"No model file at {path}.")
+    if path.suffix == ".h5" or path.suffix == ".hdf5":
+        raise ModelError(
+            f"{path.name} is a legacy HDF5 model. Load it in Keras and save it as .keras "
+            "(model.save('model.keras')) to use it here."
+        )
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise ModelError(f"{path.name} is not a Keras 3 model file (.keras archive).")
+    keras = keras_module()
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "unsafe" in str(error).lower():
+            raise ModelError(
+                f"{path.name} contains code (e.g. a Lambda layer) that would run when "
+                "loaded; it was refused for safety. Rebuild the model without Lambda "
+                "layers, or load it yourself with safe_mode=False only if you trust it."
+            ) from error
+        raise ModelError(f"{path.name} could not be loaded as a Keras model: {error}") from error
+    except Exception as error:  # noqa: BLE001 - any failure becomes one clear message
+        raise ModelError(f"{path.name} could not be loaded as a Keras model: {error}") from error
+    info = read_info(path)
+    notes = []
+    if info is None:
+        info, notes = _guess_info(model)
+    _check_compatible(model, info, path)
+    return LoadedModel(model, info, path, notes)
+
+
+def _guess_info(model) -> tuple[ModelInfo, list[str]]:
+    """Metadata for a model that has none: a field model fed as its input shape says."""
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] is None or shape[3] not in (1, 3):
+        raise ModelError(
+            f"The model's input shape {shape} is not an image batch (N, rows, cols, 1|3); "
+            "this plugin classifies 2-D gray or RGB images."
+        )
+    n_out = model.output_shape[-1]
+    names = list(CLASS_NAMES) if n_out == 4 else [f"class {i}" for i in range(n_out)]
+    pipeline = "rgb" if shape[3] == 3 else "document000"
+    spec = InputSpec(kind="field", size=(shape[1], shape[2]), pipeline=pipeline)
+    note = (
+        f"No metadata file beside the model: assuming whole-field input {shape[1]}x{shape[2]}"
+        f" ({'RGB in [0, 1]' if pipeline == 'rgb' else 'gray, document 000 pipeline'}) and "
+        f"classes {names}."
+    )
+    return ModelInfo(class_names=names, input=spec, architecture="unknown"), [note]
+
+
+def _check_compatible(model, info: ModelInfo, path: Path) -> None:
+    shape = tuple(model.input_shape[1:])
+    if shape != tuple(info.input.shape):
+        raise ModelError(
+            f"{path.name} takes inputs of shape {shape} but its metadata says "
+            f"{tuple(info.input.shape)}; fix or remove {path.with_suffix('.json').name}."
+        )
+    if model.output_shape[-1] != len(info.class_names):
+        raise ModelError(
+            f"{path.name} has {model.output_shape[-1]} outputs but its metadata names "
+            f"{len(info.class_names)} classes."
+        )
+
+
+def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, bbox=None):
+    """Classify a smear image, or the cell in `bbox` of it.
+
+    Parameters
+    ----------
+    image : 2-D gray, RGB or RGBA image of any dtype.
+    model : a `LoadedModel`, a path to a ``.keras`` file, or None for the bundled model.
+    bbox : (min_row, min_col, max_row, max_col) of one cell. With a bbox the cell's ROI
+        is classified; without one, a cell model classifies every detected cell and
+        averages their probabilities (the field's call), and a field model classifies
+        the whole image.
+
+    Returns
+    -------
+    Classification with the class, all class probabilities and P(malignant)
+    (the sum over Early Pre-B, Pre-B and Pro-B).
+    """
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    spec, notes = loaded.info.input, list(loaded.notes)
+    shape = np.shape(image)
+    if bbox is not None:
+        batch = cell_input(image, bbox, spec)[0][None]
+        kind, cells = "cell", []
+        if spec.kind == "field":
+            notes.append(
+                "This model was trained on whole fields; a single-cell ROI is "
+                "outside what it has seen."
+            )
+    else:
+        batch, cells = field_inputs(image, spec)
+        if spec.kind == "cell" and not cells:
+            notes.append("No cell was detected; the whole image was classified as one ROI.")
+        kind = f"field (mean of {len(cells)} cells)" if cells else "field (whole image)"
+    if shape[:2] != tuple(spec.size) and bbox is None and spec.kind == "field":
+        notes.append(
+            f"The image ({shape[0]}x{shape[1]}) was resized to the model's "
+            f"input {spec.size[0]}x{spec.size[1]}."
+        )
+    probabilities = loaded.predict(batch)
+    mean = probabilities.mean(axis=0)
+    names = loaded.class_names
+    return Classification(
+        class_name=names[int(mean.argmax())],
+        probabilities={n: float(p) for n, p in zip(names, mean, strict=True)},
+        malignant_probability=float(
+            malignant_probability(mean, names, loaded.info.benign_classes)
+        ),
+        kind=kind,
+        cell_probabilities=probabilities if cells else None,
+        cell_bboxes=[c.bbox for c in cells],
+        notes=notes,
+    )

@@ -1,0 +1,103 @@
+"""What a saved model needs beside its weights: classes, inputs, provenance, metrics.
+
+Stored as JSON next to the model file (``model.keras`` → ``model.json``) so it can be
+read without TensorFlow and by people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CLASS_NAMES = ("Benign", "Early Pre-B", "Pre-B", "Pro-B")
+#: Dataset folder name → class name (the all4 folders are Benign/Early/Pre/Pro).
+FOLDER_TO_CLASS = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
+BENIGN_CLASSES = ("Benign",)
+
+
+@dataclass
+class InputSpec:
+    """How an image becomes the model's input.
+
+    kind: "field" (the whole image, resized) or "cell" (a square ROI around one
+    detected cell, `margin` of context, resized). pipeline: "rgb" (float RGB in [0, 1])
+    or "document000" (gray + unsharp mask, document 000).
+    """
+
+    kind: str = "cell"
+    size: tuple[int, int] = (64, 64)
+    pipeline: str = "rgb"
+    margin: float = 0.15
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.pipeline == "document000" else 3
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (*self.size, self.channels)
+
+
+@dataclass
+class ModelInfo:
+    """Metadata of a trained model (see module docstring)."""
+
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    input: InputSpec = field(default_factory=InputSpec)
+    architecture: str = "default"
+    benign_classes: list[str] = field(default_factory=lambda: list(BENIGN_CLASSES))
+    data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    command: str = ""
+    sha256: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def malignant_indices(self) -> list[int]:
+        return [i for i, n in enumerate(self.class_names) if n not in self.benign_classes]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelInfo:
+        values = dict(data)
+        spec = values.pop("input", {}) or {}
+        if "size" in spec:
+            spec["size"] = tuple(spec["size"])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(input=InputSpec(**spec), **{k: v for k, v in values.items() if k in known})
+
+
+def metadata_path(model_path: Path | str) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_info(model_path: Path | str, info: ModelInfo) -> Path:
+    """Write `info` beside the model, with the model file's sha256 filled in."""
+    info.sha256 = file_sha256(model_path)
+    path = metadata_path(model_path)
+    path.write_text(info.to_json() + "\n")
+    return path
+
+
+def read_info(model_path: Path | str) -> ModelInfo | None:
+    """The metadata beside `model_path`, or None when there is none."""
+    path = metadata_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        return ModelInfo.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"The model metadata {path} is not valid: {error}") from error
