@@ -24,7 +24,7 @@ def viewer_with_smear(make_napari_viewer):
 def detect(viewer, layer, qtbot):
     widget = DetectCellsWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    widget._image.value = layer
+    widget.image.value = layer
     widget.run()
     qtbot.waitUntil(
         lambda: any(selection.is_cells_layer(lay) for lay in viewer.layers), timeout=10000

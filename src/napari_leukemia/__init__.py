@@ -28,6 +28,10 @@ _EXPORTS = {
     "MORPHOLOGY_CLASSES": "labels",
     "MORPHOLOGY_COLORS": "labels",
     "make_smear": "synthetic",
+    "load_model": "model.classify",
+    "classify": "model.classify",
+    "Classification": "model.classify",
+    "ModelError": "model.classify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -87,8 +87,10 @@ def run_viewer(seed: int = 0):
     for data, kwargs, kind in smear_224():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     image_layer = viewer.layers[0]
-    for name in ("Preprocess", "Extract ROI", "Detect cells"):
-        viewer.window.add_plugin_dock_widget("napari-leukemia", name)
+    for name in ("Preprocess", "Detect cells", "Extract ROI", "Classify cell"):
+        _, widget = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
+        if hasattr(widget, "image"):
+            widget.image.value = image_layer
     cells = detect_cells(image_layer.data)
     data, kwargs, _ = selection.cells_layer_data(cells, image_layer.name)
     cells_layer = viewer.add_shapes(data, **kwargs)

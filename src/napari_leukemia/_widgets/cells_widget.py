@@ -23,12 +23,12 @@ class DetectCellsWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self._viewer = viewer
-        self._image = create_widget(annotation="napari.layers.Image", label="image")
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
         self._min_score = FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, label="min score")
         self._run = PushButton(text="Detect cells")
         self._status = Label(value="No cells detected yet.")
         self._cell = ComboBox(label="selected cell", choices=[])
-        self.extend([self._image, self._min_score, self._run, self._cell, self._status])
+        self.extend([self.image, self._min_score, self._run, self._cell, self._status])
         self._run.changed.connect(self.run)
         self._cell.changed.connect(self._on_choice)
         selection.on_selection_changed(self, self._on_selection_changed)
@@ -36,7 +36,7 @@ class DetectCellsWidget(Container):
 
     def run(self):
         """Start detection in a worker; the result is added by `_show`."""
-        layer = self._image.value
+        layer = self.image.value
         if layer is None:
             show_error("Choose an image layer to detect cells on.")
             return

@@ -1,0 +1,257 @@
+"""Speed and memory of the attribution engine (`napari_leukemia.explain`).
+
+Per-map time of every method on the bundled model (``load_model()``; when it is missing,
+the plugin's default CNN from ``architectures.build("default")`` with random weights, 64x64
+RGB), as a ratio to one forward+backward pass of the same model measured right before it
+(a compiled ``tf.GradientTape`` gradient of one logit through the Keras layers).
+
+Targets: gradient family and Grad-CAM <= 1.5x, LRP rules <= 3x, Integrated Gradients with
+32 steps <= 12x; first call including graph walking and tracing <= 3 s; peak memory for one
+224x224 map < 1 GB. Reference: iNNvestigate 2.1.2 needs 3-4 ms per Gradient,
+Gradient x Input, LRP-z and LRP-eps map of a small 64x64 CNN on this machine.
+
+"engine" times a map of a prepared model input (``attribute``); "explain" times the whole
+``explain()`` call: for a cell model, cutting the cell's ROI out of a 224x224 field,
+preprocessing, and mapping the map back onto the field.
+
+Run: ``python benchmarks/bench_explain.py [--repeats N] [--no-memory]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+TARGETS = {
+    "gradient": 1.5,
+    "abs_gradient": 1.5,
+    "gradient_x_input": 1.5,
+    "grad_cam": 1.5,
+    "grad_cam_pp": 1.5,
+    "lrp_z": 3.0,
+    "lrp_epsilon": 3.0,
+    "lrp_alpha_beta": 3.0,
+    "deep_taylor": 3.0,
+    "integrated_gradients": 12.0,
+}
+SLOW_METHODS = {"integrated_gradients", "smoothgrad", "occlusion"}
+
+
+def load():
+    """(LoadedModel, description): the bundled model, or the default CNN as a stand-in."""
+    from napari_leukemia.model import architectures
+    from napari_leukemia.model.classify import LoadedModel, bundled_model_path, load_model
+    from napari_leukemia.model.metadata import ModelInfo
+
+    if bundled_model_path().is_file():
+        loaded = load_model()
+        return loaded, f"bundled model {loaded.path.name} ({loaded.info.architecture})"
+    from napari_leukemia.model.backend import keras_module
+
+    keras_module().utils.set_random_seed(0)
+    model = architectures.build("default")
+    info = ModelInfo(input=architectures.input_spec("default"), architecture="default")
+    return LoadedModel(model, info), "default CNN, random weights (bundled model missing)"
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_backward(keras_model):
+    """A compiled forward+backward pass: the gradient of one logit through the Keras layers.
+
+    The logits are the ``logits`` layer of the plugin's architectures (else the output).
+    """
+    import tensorflow as tf
+
+    from napari_leukemia.model.backend import keras_module
+
+    keras = keras_module()
+    try:
+        out = keras_model.get_layer("logits").output
+    except ValueError:
+        out = keras_model.outputs[0]
+    sub = keras.Model(keras_model.inputs[0], out)
+    spec = tf.TensorSpec((None, *keras_model.inputs[0].shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = sub(x, training=False)[:, 0]
+        return tape.gradient(score, x)
+
+    return lambda x: step(x).numpy()
+
+
+def bench_speed(loaded, description, repeats):
+    from napari_leukemia.explain import METHODS, attribute, explain
+    from napari_leukemia.model.inputs import cell_input, convert
+    from napari_leukemia.synthetic import make_smear
+
+    model = loaded.keras_model
+    spec = loaded.info.input
+    field = make_smear(seed=0, n_leukocytes=2).image  # 224x224 RGB
+    bbox = None
+    if spec.kind == "cell":
+        from napari_leukemia.cells import detect_cells
+
+        bbox = detect_cells(field)[0].bbox
+        x = cell_input(field, bbox, spec)[0].astype(np.float32)
+    else:
+        x = convert(field, spec).astype(np.float32)
+    step = forward_backward(model)
+    batch = x[None]
+    print(f"model: {description}; input {x.shape}; field 224x224, bbox {bbox}")
+    print(
+        f"{'method':22s} {'engine ms':>9s} {'fwd+bwd':>8s} {'ratio':>6s} {'target':>7s}"
+        f" {'explain ms':>10s}"
+    )
+    rows = []
+    for method in METHODS:
+        n = max(3, repeats // 4) if method in SLOW_METHODS else repeats
+        base = timed(lambda: step(batch), repeats)
+        engine = timed(lambda m=method: attribute(model, x, m, target=0), n)
+        full = timed(lambda m=method: explain(field, m, loaded, 0, bbox=bbox), n)
+        ratio = engine / base
+        target = TARGETS.get(method)
+        mark = "" if target is None else ("ok" if ratio <= target else "SLOW")
+        print(
+            f"{method:22s} {engine * 1e3:9.2f} {base * 1e3:8.2f} {ratio:6.2f} "
+            f"{'' if target is None else f'<={target:g}':>7s} {full * 1e3:10.2f} {mark}"
+        )
+        rows.append(
+            {
+                "method": method,
+                "engine_ms": engine * 1e3,
+                "fwd_bwd_ms": base * 1e3,
+                "ratio": ratio,
+                "target": target,
+                "explain_ms": full * 1e3,
+            }
+        )
+    return rows
+
+
+def bench_first_call(loaded):
+    """Seconds of the first explain() per method on a fresh copy of the model."""
+    from napari_leukemia.explain import METHODS, explain
+    from napari_leukemia.model.backend import keras_module
+    from napari_leukemia.model.classify import LoadedModel
+
+    keras = keras_module()
+    field = np.random.default_rng(0).random((*loaded.info.input.size, 3))
+    print(f"{'first call (graph + tracing)':32s} {'s':>6s}")
+    worst = 0.0
+    for method in METHODS:
+        fresh = keras.models.clone_model(loaded.keras_model)
+        fresh.set_weights(loaded.keras_model.get_weights())
+        copy = LoadedModel(fresh, loaded.info)
+        spec_kind = loaded.info.input.kind
+        bbox = (0, 0, field.shape[0], field.shape[1]) if spec_kind == "cell" else None
+        start = time.perf_counter()
+        explain(field, method, copy, bbox=bbox)
+        seconds = time.perf_counter() - start
+        worst = max(worst, seconds)
+        print(f"  {method:30s} {seconds:6.2f} {'ok' if seconds <= 3 else 'SLOW'}")
+    return worst
+
+
+_MEMORY_CHILD = r"""
+import json, os, resource, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
+sys.path.insert(0, {bench_dir!r})
+from bench_explain import load
+from napari_leukemia.explain import METHODS, explain
+from napari_leukemia.model import architectures
+from napari_leukemia.model.backend import keras_module
+
+def peak():
+    # VmHWM: this process's peak resident memory (ru_maxrss would include the parent's
+    # peak, inherited across fork + exec)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+mode = sys.argv[1]
+image = np.random.default_rng(0).random((224, 224, 3)).astype(np.float32)
+if mode == "bundled":
+    model, _ = load()
+    bbox = (60, 60, 160, 160) if model.info.input.kind == "cell" else None
+else:  # the default CNN taking whole 224x224 inputs
+    keras_module().utils.set_random_seed(0)
+    model = architectures.build("default", input_shape=(224, 224, 3))
+    bbox = None
+out = {{"baseline": peak()}}
+for method in METHODS:
+    kwargs = {{"bbox": bbox}} if bbox else {{}}
+    explain(image, method, model, **kwargs)
+    out[method] = peak()
+print(json.dumps(out))
+"""
+
+
+def bench_memory():
+    bench_dir = os.path.dirname(os.path.abspath(__file__))
+    code = _MEMORY_CHILD.format(bench_dir=bench_dir)
+    results = {}
+    for mode, label in (
+        ("bundled", "bundled model, 224x224 field"),
+        ("field224", "default CNN with 224x224 input (plain keras.Model)"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+        )
+        peaks = json.loads(run.stdout.strip().splitlines()[-1])
+        results[mode] = peaks
+        base = peaks.pop("baseline")
+        top = max(peaks.values())
+        print(
+            f"peak memory, {label}: {top:.0f} MB (process after model load "
+            f"{base:.0f} MB; the maps add {top - base:.0f} MB) "
+            f"{'ok' if top < 1024 else 'OVER 1 GB'}"
+        )
+        steps, previous = [], base
+        for method, value in peaks.items():
+            if value - previous >= 1:
+                steps.append(f"{method} +{value - previous:.0f}")
+            previous = value
+        print(f"  peak grew at: {', '.join(steps) or 'nothing measurable'}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    loaded, description = load()
+    bench_speed(loaded, description, args.repeats)
+    print()
+    bench_first_call(loaded)
+    if not args.no_memory:
+        print()
+        bench_memory()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Classify cell widget: class probabilities of the selected cell (or the whole field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import create_widget
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
+
+from ..images import ImageError
+from . import selection
+from .layers import image_plane
+
+if TYPE_CHECKING:
+    import napari
+
+PLUGIN_KEY = selection.PLUGIN_KEY
+
+
+def classify_plane(plane, model_path: Path | None, bbox):
+    """Load the model (cached) and classify; runs in a worker thread."""
+    from ..model.classify import classify, load_model
+
+    return classify(plane, load_model(model_path), bbox=bbox)
+
+
+def record_result(result, image_layer, cell: selection.SelectedCell | None) -> dict:
+    """Store the result where the console can read it; returns the stored record.
+
+    The image layer's ``metadata["napari_leukemia"]["classification"]`` gets the last
+    result; a classified cell also gets ``class`` and one ``P(<class>)`` column per
+    class in its cells layer's ``features``.
+    """
+    record = {**result.as_dict(), "cell": None if cell is None else cell.cell_id}
+    image_layer.metadata.setdefault(PLUGIN_KEY, {})["classification"] = record
+    if cell is not None:
+        features = cell.cells_layer.features
+        if "class" not in features:
+            features["class"] = ""
+        features.loc[cell.index, "class"] = result.class_name
+        for name, probability in result.probabilities.items():
+            column = f"P({name})"
+            if column not in features:
+                features[column] = float("nan")
+            features.loc[cell.index, column] = round(probability, 4)
+        cell.cells_layer.features = features
+    return record
+
+
+class ClassifyWidget(Container):
+    """Classify the selected cell's ROI, or the whole image when no cell is selected."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.use_cell = CheckBox(value=True, text="selected cell only")
+        self.model_file = FileEdit(
+            mode="r", filter="*.keras", label="model", tooltip="empty = the bundled model"
+        )
+        self.model_file.value = ""
+        self.run_button = PushButton(text="Classify")
+        self.progress = ProgressBar(min=0, max=0, visible=False, label="")
+        self.call = Label(value="")
+        self.bars = {}
+        self.extend([self.image, self.use_cell, self.model_file, self.run_button, self.progress,
+                     self.call])
+        self.run_button.changed.connect(self.run)
+        self.worker = None
+        self.last_record: dict | None = None
+
+    def _model_path(self) -> Path | None:
+        value = str(self.model_file.value or "").strip()
+        return Path(value) if value not in ("", ".") else None
+
+    def run(self, *_):
+        """Start classification in a worker thread."""
+        layer = self.image.value
+        if layer is None:
+            show_error("Choose an image layer to classify.")
+            return
+        cell = selection.selected_cell(self._viewer, layer) if self.use_cell.value else None
+        try:
+            plane = image_plane(layer, self._viewer)
+        except ImageError as error:
+            show_error(f"Classify '{layer.name}': {error}")
+            return
+        self.run_button.enabled = False
+        self.progress.visible = True
+        self.call.value = "Classifying…"
+        bbox = None if cell is None else cell.bbox
+        self.worker = create_worker(classify_plane, plane, self._model_path(), bbox)
+        self.worker.returned.connect(lambda result: self._show(result, layer, cell))
+        self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+
+    def _done(self):
+        self.run_button.enabled = True
+        self.progress.visible = False
+
+    def _failed(self, error):
+        self.call.value = f"Failed: {error}"
+        show_error(f"Classification failed: {error}")
+
+    def _show(self, result, layer, cell):
+        self.last_record = record_result(result, layer, cell)
+        where = cell.label if cell is not None else result.kind
+        verdict = "MALIGNANT" if result.malignant else "benign"
+        self.call.value = (
+            f"<b>{result.class_name}</b> — {where}<br>"
+            f"P(malignant) = {result.malignant_probability:.3f} ({verdict})"
+        )
+        for name, probability in result.probabilities.items():
+            if name not in self.bars:
+                self.bars[name] = ProgressBar(min=0, max=100, label=name)
+                self.append(self.bars[name])
+            self.bars[name].value = int(round(probability * 100))
+        for note in result.notes:
+            show_warning(note)

@@ -1,0 +1,329 @@
+"""Build each analyzer once per model and reuse it; run a method on prepared inputs.
+
+Compiled engines are stored on the Keras model object itself (a plain attribute the
+model's tracking ignores), so they live exactly as long as the model and a second map
+costs no tracing. Engines read the model's weights at every call, so maps follow
+further training. `clear_cache(model)` drops them.
+
+`attribute` is the batch-level entry point for numpy inputs that are already what the
+model takes (no preprocessing, no mapping back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model.backend import keras_module
+from .methods import ExplainError, method_info, resolve_params
+
+_ATTRIBUTE = "_napari_leukemia_explain_cache"
+_LOCK = threading.RLock()
+
+
+def _check_backend():
+    keras = keras_module()
+    if keras.backend.backend() != "tensorflow":
+        raise ExplainError(
+            f"The attribution engine needs the TensorFlow backend of Keras, but Keras runs "
+            f"on {keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow before importing."
+        )
+    return keras
+
+
+def _cache(model) -> dict:
+    try:
+        return object.__getattribute__(model, _ATTRIBUTE)
+    except AttributeError:
+        cache: dict = {}
+        object.__setattr__(model, _ATTRIBUTE, cache)
+        return cache
+
+
+def clear_cache(model) -> None:
+    """Forget the compiled analyzers of `model` (e.g. after replacing layers)."""
+    with _LOCK, contextlib.suppress(AttributeError):
+        object.__delattr__(model, _ATTRIBUTE)
+
+
+def _cached(model, key, build):
+    with _LOCK:
+        cache = _cache(model)
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
+
+def get_graph(model):
+    """The model's op graph (softmax stripped), built once."""
+    from .graph import build_graph
+
+    _check_backend()
+    return _cached(model, "graph", lambda: build_graph(model))
+
+
+def get_lrp_graph(model):
+    """The graph with BatchNormalization folded into linear layers: (graph, merged pairs)."""
+    from .lrp.canonize import fold_batchnorm
+
+    return _cached(model, "lrp_graph", lambda: fold_batchnorm(get_graph(model)))
+
+
+def get_engine(model, method: str, params: dict):
+    """The compiled engine serving `method` with `params` (built on first use)."""
+    family = "forward" if method == "forward" else method_info(method).family
+    if method in ("gradient", "abs_gradient", "gradient_x_input"):
+        from .gradients import GradientEngine
+
+        return _cached(model, "gradient", lambda: GradientEngine(get_graph(model)))
+    if method == "integrated_gradients":
+        from .gradients import IntegratedGradientsEngine
+
+        return _cached(model, "ig", lambda: IntegratedGradientsEngine(get_graph(model)))
+    if method == "smoothgrad":
+        from .gradients import SmoothGradEngine
+
+        return _cached(model, "smoothgrad", lambda: SmoothGradEngine(get_graph(model)))
+    if method == "occlusion" or method == "forward":
+        from .gradients import ForwardEngine
+
+        return _cached(model, "forward", lambda: ForwardEngine(get_graph(model)))
+    if family == "cam":
+        from .cam import CAMEngine, default_layer, named_layer
+
+        graph = get_graph(model)
+        layer = params.get("layer")
+        key = default_layer(graph) if layer is None else named_layer(graph, layer)
+        plus = method == "grad_cam_pp"
+        return _cached(model, ("cam", key, plus), lambda: CAMEngine(graph, key, plus))
+    if family == "lrp":
+        from .lrp.analyzer import LRPAnalyzer
+        from .lrp.composites import for_method
+
+        composite = for_method(method, params)
+        graph, _ = get_lrp_graph(model)
+        return _cached(model, ("lrp", composite), lambda: LRPAnalyzer(graph, composite, method))
+    raise ExplainError(f"No engine for method {method!r}.")
+
+
+@dataclass
+class RawMap:
+    """A method's result on one model input (before any mapping back to an image)."""
+
+    map: np.ndarray  # (rows, cols) float32, channels summed
+    logits: np.ndarray  # (classes,)
+    target: int
+    diagnostics: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    layer: str | None = None
+
+
+def run_method(
+    model,
+    method: str,
+    x: np.ndarray,
+    target: int | None,
+    params: dict,
+    domain: tuple[float, float] | None = None,
+) -> RawMap:
+    """Explain one prepared input `x` (rows, cols, channels) with resolved `params`.
+
+    target: class index or None (predicted class). domain: the input's value range for
+    Deep Taylor's zᴮ rule when known (plugin models), else the image's own range.
+    """
+    import tensorflow as tf
+
+    x = np.asarray(x, dtype=np.float32)
+    batch = x[None]
+    t = np.array([-1 if target is None else int(target)], dtype=np.int32)
+    engine = get_engine(model, method, params)
+    graph = get_graph(model)
+    notes: list[str] = []
+    diagnostics: dict = {}
+    layer = None
+    if method in ("gradient", "abs_gradient", "gradient_x_input"):
+        grad, logits, resolved = engine(batch, t)
+        grad = grad.numpy()[0]
+        if method == "gradient":
+            attribution = grad.sum(axis=-1)
+        elif method == "abs_gradient":
+            attribution = np.abs(grad).sum(axis=-1)
+        else:
+            attribution = (grad * x).sum(axis=-1)
+        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
+    elif method == "integrated_gradients":
+        from .gradients import auto_batch
+
+        baseline = params["baseline"]
+        try:
+            base = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)[None]
+        except ValueError as error:
+            raise ExplainError(
+                f"The baseline of shape {np.shape(baseline)} does not match the model "
+                f"input {x.shape}."
+            ) from error
+        steps = params["steps"]
+        size = auto_batch(graph, x.shape, params.get("batch_size"))
+        values, first, last, resolved = engine(batch, base, steps, int(t[0]), size)
+        attribution = values[0].sum(axis=-1)
+        logits = first[0]
+        total = float(values.sum())
+        delta = float(first[0, resolved] - last[0, resolved])
+        gap = abs(total - delta) / max(abs(delta), 1e-12)
+        diagnostics.update(
+            attribution_sum=total,
+            logit_difference=delta,
+            completeness_gap=gap,
+            baseline_logit=float(last[0, resolved]),
+        )
+        if gap > 0.05 and abs(delta) > 1e-6:
+            notes.append(
+                f"Integrated Gradients: attributions sum to {total:.4g} but f(x) − f(baseline)"
+                f" = {delta:.4g} ({100 * gap:.0f} % apart); increase steps."
+            )
+    elif method == "smoothgrad":
+        from .gradients import auto_batch
+
+        forward = get_engine(model, "forward", {})
+        logits = forward(batch).numpy()[0]
+        resolved = int(np.argmax(logits)) if t[0] < 0 else int(t[0])
+        spread = float(x.max() - x.min())
+        if spread == 0:
+            spread = 1.0
+            notes.append("The input is constant; SmoothGrad noise σ is relative to 1.")
+        sigma = params["noise"] * spread
+        size = auto_batch(graph, x.shape, params.get("batch_size"))
+        grad = engine(batch, params["samples"], sigma, params["seed"], resolved, size)
+        attribution = grad[0].sum(axis=-1)
+        diagnostics["sigma"] = sigma
+    elif method == "occlusion":
+        from .gradients import auto_batch, occlusion
+
+        rows, cols = x.shape[:2]
+        window = params["window"] or max(2, int(round(min(rows, cols) / 8)))
+        stride = params["stride"] or max(1, window // 2)
+        size = auto_batch(graph, x.shape, params.get("batch_size")) * 3
+        attribution, logits, resolved, n = occlusion(
+            engine, batch, int(t[0]), window, stride, params["fill"], size
+        )
+        logits = logits[0]
+        diagnostics.update(window=window, stride=stride, windows=n)
+    elif method_info(method).family == "cam":
+        from .cam import layer_name
+
+        cam, logits, resolved, low = engine(batch, t)
+        attribution = cam.numpy()[0, ..., 0]
+        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
+        layer = layer_name(graph, engine.key)
+        diagnostics["feature_shape"] = tuple(int(v) for v in low.shape[1:3])
+    else:  # LRP family
+        low, high = 0.0, 1.0
+        if method == "deep_taylor":
+            low = (
+                params["low"]
+                if params["low"] is not None
+                else (domain[0] if domain else float(x.min()))
+            )
+            high = (
+                params["high"]
+                if params["high"] is not None
+                else (domain[1] if domain else float(x.max()))
+            )
+            if high <= low:
+                high = low + 1.0
+            if params["low"] is None and domain is None:
+                notes.append(
+                    f"Deep Taylor bounds taken from the input's own range [{low:.4g}, "
+                    f"{high:.4g}]; pass low= and high= for the model's true input domain."
+                )
+            if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
+                notes.append(
+                    f"The input has values outside [low, high] = [{low:g}, {high:g}]; the "
+                    "zᴮ rule assumes low ≤ x ≤ high."
+                )
+            diagnostics.update(low=low, high=high)
+        relevance, logits, resolved = engine(
+            batch, t, tf.constant(low, tf.float32), tf.constant(high, tf.float32)
+        )
+        attribution = relevance.numpy()[0].sum(axis=-1)
+        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
+        diagnostics["relevance_sum"] = float(attribution.sum())
+        diagnostics["rules"] = engine.composite.name
+        _, merged = get_lrp_graph(model)
+        if merged:
+            diagnostics["folded_batchnorm"] = merged
+    return RawMap(
+        map=np.asarray(attribution, dtype=np.float32),
+        logits=np.asarray(logits, dtype=np.float32),
+        target=int(resolved),
+        diagnostics=diagnostics,
+        notes=notes,
+        layer=layer,
+    )
+
+
+def attribute(model, x, method: str, target=None, **params):
+    """Maps for a batch of inputs already shaped for `model`; no preprocessing.
+
+    Parameters
+    ----------
+    model : a Sequential or functional ``keras.Model`` (TensorFlow backend).
+    x : array (N, rows, cols, channels) or one input (rows, cols, channels).
+    method : a method id (see `METHODS`).
+    target : None (each input's predicted class), a class index, or one index per input.
+
+    Returns
+    -------
+    maps (N, rows, cols) float32 with channels summed, logits (N, classes), targets (N,).
+    """
+    values = resolve_params(method, params)
+    batch = np.asarray(x, dtype=np.float32)
+    if batch.ndim == 3:
+        batch = batch[None]
+    targets = [None] * len(batch) if target is None else list(np.broadcast_to(target, len(batch)))
+    graph = get_graph(model)
+    classes = graph.shapes.get(graph.output, (None, None))[-1]
+    for t in targets:
+        if t is not None and classes is not None and not 0 <= int(t) < classes:
+            raise ExplainError(f"target {t} does not exist; the model has {classes} classes.")
+    family = method_info(method).family
+    if family in ("gradient", "lrp", "cam") and method not in (
+        "integrated_gradients",
+        "smoothgrad",
+        "deep_taylor",
+    ):
+        return _attribute_batched(model, batch, method, targets, values)
+    results = [
+        run_method(model, method, xi, ti, values) for xi, ti in zip(batch, targets, strict=True)
+    ]
+    return (
+        np.stack([r.map for r in results]),
+        np.stack([r.logits for r in results]),
+        np.array([r.target for r in results]),
+    )
+
+
+def _attribute_batched(model, batch, method, targets, values):
+    """One engine call for the whole batch (gradient family, LRP, CAM)."""
+    import tensorflow as tf
+
+    engine = get_engine(model, method, values)
+    t = np.array([-1 if v is None else int(v) for v in targets], dtype=np.int32)
+    if method in ("gradient", "abs_gradient", "gradient_x_input"):
+        grad, logits, resolved = engine(batch, t)
+        grad = grad.numpy()
+        maps = {
+            "gradient": grad.sum(-1),
+            "abs_gradient": np.abs(grad).sum(-1),
+            "gradient_x_input": (grad * batch).sum(-1),
+        }[method]
+    elif method in ("grad_cam", "grad_cam_pp"):
+        cam, logits, resolved, _ = engine(batch, t)
+        maps = cam.numpy()[..., 0]
+    else:
+        relevance, logits, resolved = engine(batch, t, tf.constant(0.0), tf.constant(1.0))
+        maps = relevance.numpy().sum(-1)
+    return maps.astype(np.float32), logits.numpy(), resolved.numpy()

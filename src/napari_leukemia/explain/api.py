@@ -1,0 +1,349 @@
+"""`explain`: an attribution map for an image, aligned on that image.
+
+The work is: prepare the model input (plugin model: its preprocessing and cell ROI;
+plain ``keras.Model``: the image as it is), run the method's compiled analyzer, sum
+channels, map the result back onto the image, and say what happened in `notes`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+
+from ..roi import RoiTransform
+from .methods import ExplainError, method_info, resolve_params
+
+
+class EmptyMapWarning(UserWarning):
+    """An attribution map came out all zero (undefined), e.g. Deep Taylor in document 003."""
+
+
+@dataclass
+class Explanation:
+    """The result of `explain_full`.
+
+    Attributes
+    ----------
+    map : float32 (rows, cols) of the image given, channels summed, finite. Outside the
+        explained ROI (cell models) the map is 0.
+    method, params : the method id and the parameters used (defaults filled in).
+    target, target_name : the explained class; `logit` is its pre-softmax score.
+    predicted, probabilities : the model's call on the explained input.
+    signed : True when the map has meaningful negative values (diverging colormap).
+    notes : what was done to the input and anything doubtful (resizing, empty map, ...).
+    transform : `RoiTransform` from `input_map` pixels to image pixels (plugin models;
+        None for a plain keras.Model, whose input is the image itself).
+    input_map : the map on the model input (rows, cols of the model input).
+    bbox : the explained cell's box in the image, if a cell ROI was explained.
+    layer : the feature-map layer of Grad-CAM / Grad-CAM++.
+    diagnostics : method-specific checks (IG completeness, LRP relevance sum, ...).
+    """
+
+    map: np.ndarray
+    method: str
+    target: int
+    target_name: str
+    logit: float
+    signed: bool
+    notes: list[str] = field(default_factory=list)
+    transform: RoiTransform | None = None
+    input_map: np.ndarray | None = None
+    predicted: int | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    bbox: tuple | None = None
+    layer: str | None = None
+    params: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True when the map is all zero (nothing to show)."""
+        return not np.any(self.map)
+
+    @property
+    def label(self) -> str:
+        """Short description for a layer name, e.g. ``"LRP-ε · Pre-B"``."""
+        return f"{method_info(self.method).label} · {self.target_name}"
+
+
+def _load(model):
+    from ..model.classify import LoadedModel, load_model
+
+    if model is None or isinstance(model, (str, Path)):
+        return load_model(model)
+    if isinstance(model, LoadedModel):
+        return model
+    keras = _keras()
+    if isinstance(model, keras.Model):
+        return model
+    raise ExplainError(
+        f"model must be None (the bundled model), a path, a LoadedModel or a keras.Model; "
+        f"got {type(model).__name__}."
+    )
+
+
+def _keras():
+    from ..model.backend import keras_module
+
+    return keras_module()
+
+
+def _target_index(target, names: list[str], classes: int) -> int | None:
+    if target is None:
+        return None
+    if isinstance(target, str):
+        if target in names:
+            return names.index(target)
+        lowered = [n.lower() for n in names]
+        if target.lower() in lowered:
+            return lowered.index(target.lower())
+        raise ExplainError(
+            f"target {target!r} is not a class of this model; classes are: {', '.join(names)}."
+        )
+    if isinstance(target, bool) or not isinstance(target, Integral):
+        raise ExplainError(f"target must be a class index or name, got {target!r}.")
+    if not 0 <= int(target) < classes:
+        raise ExplainError(
+            f"target {int(target)} does not exist; the model has {classes} classes "
+            f"(0–{classes - 1}: {', '.join(names)})."
+        )
+    return int(target)
+
+
+def _prepare_plugin(image, loaded, bbox, notes):
+    """Model input, transform back to the image, and the explained cell's bbox."""
+    from ..images import check_2d
+    from ..model.inputs import cell_input, convert
+
+    check_2d(image)
+    spec = loaded.info.input
+    rows, cols = np.shape(image)[:2]
+    whole = RoiTransform(
+        origin=(0.0, 0.0),
+        scale=(rows / spec.size[0], cols / spec.size[1]),
+        image_shape=(rows, cols),
+    )
+    if bbox is not None:
+        x, transform = cell_input(image, bbox, spec)
+        if spec.kind == "field":
+            notes.append(
+                "This model was trained on whole fields; a single-cell ROI is outside what "
+                "it has seen."
+            )
+        return x, transform, tuple(int(v) for v in bbox)
+    if spec.kind == "cell":
+        from ..cells import detect_cells
+
+        cells = detect_cells(image)
+        if cells:
+            cell = cells[0]
+            x, transform = cell_input(image, cell.bbox, spec)
+            notes.append(
+                f"No bbox given: explained the most confident detected cell, bbox "
+                f"{tuple(int(v) for v in cell.bbox)} (score {cell.score:.2f})."
+            )
+            return x, transform, tuple(int(v) for v in cell.bbox)
+        notes.append(
+            "No bbox given and no cell detected: the whole image was resized to the "
+            f"model's {spec.size[0]}x{spec.size[1]} cell input and explained."
+        )
+        return convert(image, spec), whole, None
+    if (rows, cols) != tuple(spec.size):
+        notes.append(
+            f"The image ({rows}x{cols}) was resized to the model's input "
+            f"{spec.size[0]}x{spec.size[1]}; the map was resized back."
+        )
+    return convert(image, spec), whole, None
+
+
+def _prepare_plain(image, graph, notes):
+    """The image as the plain keras.Model's input (no preprocessing)."""
+    array = np.asarray(image)
+    shape = tuple(graph.input_shape[1:])
+    if len(shape) != 3:
+        raise ExplainError(
+            f"The model's input shape {shape} is not an image (rows, cols, channels)."
+        )
+    if array.ndim == 2 and shape[-1] == 1:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ExplainError(
+            f"The image has shape {array.shape}; this model takes {shape} (rows, cols, "
+            "channels). Pass one 2-D image."
+        )
+    mismatch = [
+        i
+        for i, (have, want) in enumerate(zip(array.shape, shape, strict=True))
+        if want is not None and have != want
+    ]
+    if mismatch:
+        raise ExplainError(
+            f"The image has shape {array.shape} but the model takes {shape}. A plain "
+            "keras.Model gets the image as it is: resize / convert it first, or pass a "
+            "LoadedModel (load_model(path)) whose metadata says how to prepare images."
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        notes.append(
+            f"The image ({array.dtype}) was fed unscaled, as a plain keras.Model gets it."
+        )
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ExplainError("The image contains NaN or infinite values.")
+    return array
+
+
+def map_to_image(input_map: np.ndarray, transform: RoiTransform) -> np.ndarray:
+    """Place a map computed on a model input onto the image it came from.
+
+    The ROI window (``transform.origin``, ``transform.scale`` x map size) is resampled
+    bilinearly (anti-aliased when shrinking) and pasted; pixels outside it are 0. Values
+    are resampled, not rescaled: they stay relevance per model-input pixel.
+    """
+    from skimage.transform import resize
+
+    rows, cols = transform.image_shape
+    size_r, size_c = input_map.shape
+    height = max(1, int(round(transform.scale[0] * size_r)))
+    width = max(1, int(round(transform.scale[1] * size_c)))
+    top, left = (int(round(v)) for v in transform.origin)
+    window = input_map.astype(np.float64)
+    if (height, width) != window.shape:
+        window = resize(
+            window,
+            (height, width),
+            order=1,
+            preserve_range=True,
+            anti_aliasing=height < size_r or width < size_c,
+        )
+    out = np.zeros((rows, cols), dtype=np.float32)
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + height, rows), min(left + width, cols)
+    if r1 > r0 and c1 > c0:
+        out[r0:r1, c0:c1] = window[r0 - top : r1 - top, c0 - left : c1 - left]
+    return out
+
+
+_EMPTY_REASONS = {
+    "deep_taylor": "no positive contribution reached the input (z⁺ keeps only positive "
+    "evidence; document 003 saw such undefined Deep Taylor maps)",
+    "lrp_alpha_beta": "no positive contribution reached the input",
+    "grad_cam": "every feature map has a negative or zero weight, so the ReLU removed all",
+    "grad_cam_pp": "no feature map has a positive gradient",
+}
+
+
+def explain_full(image, method: str, model=None, target=None, *, bbox=None, **params):
+    """Like `explain`, but return the full `Explanation` (map, target, notes, transform)."""
+    from ..model.classify import LoadedModel
+    from .analyzers import get_graph, run_method
+
+    info = method_info(method)
+    values = resolve_params(method, params)
+    loaded = _load(model)
+    notes: list[str] = []
+    if isinstance(loaded, LoadedModel):
+        keras_model, names = loaded.keras_model, list(loaded.class_names)
+        graph = get_graph(keras_model)
+        notes.extend(loaded.notes)
+        x, transform, used_bbox = _prepare_plugin(image, loaded, bbox, notes)
+        domain = (0.0, 1.0)
+    else:
+        keras_model = loaded
+        graph = get_graph(keras_model)
+        if bbox is not None:
+            raise ExplainError(
+                "bbox needs a plugin model (LoadedModel) whose metadata says how to cut "
+                "a cell ROI; with a plain keras.Model crop the image yourself."
+            )
+        x = _prepare_plain(image, graph, notes)
+        transform, used_bbox, domain, names = None, None, None, None
+
+    classes = int(graph.shapes.get(graph.output, (None, 0))[-1] or 0)
+    if names is None or len(names) != classes:
+        names = [f"class {i}" for i in range(classes)]
+    t = _target_index(target, names, classes)
+    raw = run_method(keras_model, method, x, t, values, domain)
+    notes.extend(raw.notes)
+
+    input_map = raw.map
+    bad = ~np.isfinite(input_map)
+    if bad.any():
+        notes.append(f"{int(bad.sum())} non-finite map values were set to 0.")
+        input_map = np.where(bad, 0.0, input_map).astype(np.float32)
+    image_map = input_map if transform is None else map_to_image(input_map, transform)
+    image_map = np.ascontiguousarray(image_map, dtype=np.float32)
+
+    logit = float(raw.logits[raw.target])
+    if graph.output_activation == "sigmoid":
+        probs = 1.0 / (1.0 + np.exp(-raw.logits.astype(np.float64)))
+    else:
+        shifted = np.exp(raw.logits.astype(np.float64) - raw.logits.max())
+        probs = shifted / shifted.sum()
+    explanation = Explanation(
+        map=image_map,
+        method=method,
+        target=raw.target,
+        target_name=names[raw.target],
+        logit=logit,
+        signed=bool(info.signed or (image_map < 0).any()),
+        notes=notes,
+        transform=transform,
+        input_map=input_map,
+        predicted=int(np.argmax(raw.logits)),
+        probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
+        bbox=used_bbox,
+        layer=raw.layer,
+        params=values,
+        diagnostics=raw.diagnostics,
+    )
+    if not np.any(input_map):
+        reason = _EMPTY_REASONS.get(
+            method, "the explained logit has no gradient or relevance reaching the input here"
+        )
+        notes.append(
+            f"The {info.label} map is all zero (undefined): {reason}. Try another method "
+            "or target class."
+        )
+    elif method in ("deep_taylor", "lrp_alpha_beta") and logit < 0 and values.get("beta", 0) == 0:
+        notes.append(
+            f"The explained logit is negative ({logit:.3g}), so this z⁺ map is ≤ 0 "
+            "everywhere (it shows evidence against the class)."
+        )
+    return explanation
+
+
+def explain(image, method: str, model=None, target=None, *, bbox=None, **params) -> np.ndarray:
+    """Attribution map of `image` for one class: float32 (rows, cols), channels summed.
+
+    Parameters
+    ----------
+    image : 2-D gray, RGB or RGBA image. With a plugin model any size and dtype (it is
+        prepared as the model's metadata says); with a plain keras.Model exactly the
+        model's input shape (fed as it is, no scaling).
+    method : one of ``METHODS`` (gradient, abs_gradient, gradient_x_input,
+        integrated_gradients, smoothgrad, lrp_z, lrp_epsilon, lrp_alpha_beta,
+        deep_taylor, grad_cam, grad_cam_pp, occlusion).
+    model : None (the bundled model), a path to a ``.keras`` file, a `LoadedModel`, or
+        a Sequential / functional ``keras.Model``.
+    target : class index or class name; default the predicted class. The explained
+        score is the target's pre-softmax logit.
+    bbox : (min_row, min_col, max_row, max_col) of a cell, for cell models: the cell's
+        ROI is explained and the map is placed back on the image (0 outside the ROI).
+        Without it a cell model explains the most confident detected cell (or the whole
+        image resized when none is found); a field model explains the resized image.
+    **params : the method's parameters (see ``METHODS[method].params``).
+
+    Returns
+    -------
+    map : float32 array of shape ``image.shape[:2]``, finite, summed over channels
+        (|Gradient| sums absolute values). An all-zero map raises `EmptyMapWarning`.
+        Use `explain_full` for the target, logit, notes and ROI transform.
+    """
+    result = explain_full(image, method, model, target, bbox=bbox, **params)
+    if result.empty:
+        warnings.warn(result.notes[-1], EmptyMapWarning, stacklevel=2)
+    return result.map

@@ -1,0 +1,221 @@
+"""Gradient-based and perturbation attributions, each compiled once per model.
+
+- Gradient / |Gradient| / Gradient×Input (Simonyan et al. 2014; Shrikumar et al. 2016)
+  share one compiled function returning ∂logit/∂input.
+- Integrated Gradients (Sundararajan et al. 2017): the straight path from a baseline to
+  the input in `steps` intervals, all points in one batch, trapezoid rule.
+- SmoothGrad (Smilkov et al. 2017): mean gradient over noisy copies, noise drawn in the
+  graph from a seed (reproducible), all copies in one batch.
+- Occlusion (Zeiler & Fergus 2014): batched forward passes of occluded copies.
+
+All explain the target's pre-softmax logit. Batches are split only when the activations
+would need more than `MEMORY_BUDGET` bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .graph import Graph, compile_function
+
+#: Activation memory allowed for one batched forward+backward pass (bytes).
+MEMORY_BUDGET = 256 * 2**20
+
+
+def activation_bytes(graph: Graph, input_shape) -> int:
+    """Bytes of all op outputs for one input image (static shapes; scaled if unknown)."""
+    total = 0
+    known = np.prod([d for d in graph.input_shape[1:] if d is not None] or [1])
+    actual = np.prod(input_shape)
+    for op in graph.ops:
+        shape = graph.shapes.get(op.output)
+        if shape is None:
+            continue
+        dims = [d for d in shape[1:]]
+        size = np.prod([d for d in dims if d is not None] or [1])
+        if any(d is None for d in dims):
+            size = size * actual / max(known, 1)
+        total += 4 * size
+    return int(max(total, 4 * actual))
+
+
+def auto_batch(graph: Graph, input_shape, requested=None) -> int:
+    """Inputs per batch: `requested`, or as many as fit in `MEMORY_BUDGET` (x3 for grads)."""
+    if requested is not None:
+        return int(requested)
+    per_image = 3 * activation_bytes(graph, input_shape)
+    return max(1, int(MEMORY_BUDGET // max(per_image, 1)))
+
+
+def _signature(graph: Graph):
+    return tf.TensorSpec((None, *graph.input_shape[1:]), tf.float32)
+
+
+def _resolve(logits, target):
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.where(target < 0, predicted, target)
+
+
+def _score(logits, target):
+    return tf.gather(logits, target, axis=1, batch_dims=1)
+
+
+class ForwardEngine:
+    """Logits only (for occlusion and target selection)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._fn = compile_function(self._forward, [_signature(graph)])
+
+    def _forward(self, x):
+        return self.graph.run(x)[self.graph.output]
+
+    def __call__(self, x):
+        return self._fn(x)
+
+
+class GradientEngine:
+    """∂logit[target]/∂input for a batch; returns (gradient, logits, target)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._fn = compile_function(
+            self._gradient,
+            [_signature(graph), tf.TensorSpec((None,), tf.int32)],
+        )
+
+    def _gradient(self, x, target):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = self.graph.run(x)[self.graph.output]
+            target = _resolve(logits, target)
+            score = _score(logits, target)
+        return tape.gradient(score, x), logits, target
+
+    def __call__(self, x, target):
+        return self._fn(x, target)
+
+
+class IntegratedGradientsEngine:
+    """Weighted sum of gradients along ``baseline + α (x − baseline)``.
+
+    Called per chunk of path points: (x (1,...), baseline (1,...), alphas (n,),
+    weights (n,), target (1,)) → (Σ weights·gradients (1,...), logits (n, K), target).
+    A target of -1 is resolved from the first path point, which is α = 1 (the input).
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        spec = _signature(graph)
+        vector = tf.TensorSpec((None,), tf.float32)
+        self._fn = compile_function(
+            self._chunk,
+            [spec, spec, vector, vector, tf.TensorSpec((None,), tf.int32)],
+        )
+
+    def _chunk(self, x, baseline, alphas, weights, target):
+        shape = tf.concat([tf.shape(alphas), tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
+        path = baseline + tf.reshape(alphas, shape) * (x - baseline)
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            logits = self.graph.run(path)[self.graph.output]
+            target = _resolve(logits[:1], target)
+            score = tf.gather(logits, target[0], axis=1)
+        grads = tape.gradient(score, path)
+        total = tf.tensordot(weights, grads, axes=[[0], [0]])[None]
+        return total, logits, target
+
+    def __call__(self, x, baseline, steps: int, target: int, batch_size: int):
+        """Attribution (1, ...), logits at the input and baseline, resolved target."""
+        alphas = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)  # input first
+        weights = np.full(steps + 1, 1.0 / steps, dtype=np.float32)
+        weights[[0, -1]] *= 0.5  # trapezoid rule
+        total = None
+        first_logits = last_logits = None
+        t = np.array([target], dtype=np.int32)
+        for start in range(0, steps + 1, batch_size):
+            stop = min(start + batch_size, steps + 1)
+            part, logits, resolved = self._fn(
+                x, baseline, alphas[start:stop], weights[start:stop], t
+            )
+            t = resolved.numpy()
+            total = part if total is None else total + part
+            if first_logits is None:
+                first_logits = logits[:1].numpy()
+            last_logits = logits[-1:].numpy()
+        attribution = (np.asarray(x) - np.asarray(baseline)) * total.numpy()
+        return attribution, first_logits, last_logits, int(t[0])
+
+
+class SmoothGradEngine:
+    """Sum of gradients over ``x + N(0, σ²)`` copies drawn in the graph from a seed."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._fn = compile_function(
+            self._chunk,
+            [
+                _signature(graph),
+                tf.TensorSpec((), tf.int32),
+                tf.TensorSpec((), tf.float32),
+                tf.TensorSpec((2,), tf.int32),
+                tf.TensorSpec((), tf.int32),
+            ],
+        )
+
+    def _chunk(self, x, n, sigma, seed, target):
+        shape = tf.concat([[n], tf.shape(x)[1:]], axis=0)
+        noisy = x + sigma * tf.random.stateless_normal(shape, seed)
+        with tf.GradientTape() as tape:
+            tape.watch(noisy)
+            logits = self.graph.run(noisy)[self.graph.output]
+            score = tf.gather(logits, target, axis=1)
+        return tf.reduce_sum(tape.gradient(score, noisy), axis=0, keepdims=True)
+
+    def __call__(self, x, samples, sigma, seed, target, batch_size):
+        total = None
+        for index, start in enumerate(range(0, samples, batch_size)):
+            n = min(batch_size, samples - start)
+            part = self._fn(x, n, sigma, np.array([seed, index], dtype=np.int32), target)
+            total = part if total is None else total + part
+        return total.numpy() / samples
+
+
+def occlusion_windows(shape, window: int, stride: int):
+    """Top-left corners of the windows along one axis, covering the last pixels too."""
+    size = shape
+    if window >= size:
+        return [0]
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+def occlusion(forward: ForwardEngine, x, target, window, stride, fill, batch_size):
+    """Occlusion map (rows, cols) for one input x (1, rows, cols, channels)."""
+    x = np.asarray(x, dtype=np.float32)
+    rows, cols = x.shape[1:3]
+    wr, wc = min(window, rows), min(window, cols)
+    corners = [
+        (r, c)
+        for r in occlusion_windows(rows, wr, stride)
+        for c in occlusion_windows(cols, wc, stride)
+    ]
+    logits = forward(x).numpy()
+    t = int(np.argmax(logits[0])) if target < 0 else int(target)
+    reference = float(logits[0, t])
+    fill_value = x.reshape(-1, x.shape[-1]).mean(axis=0) if fill is None else np.float32(fill)
+    total = np.zeros((rows, cols), dtype=np.float64)
+    count = np.zeros((rows, cols), dtype=np.float64)
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start : start + batch_size]
+        batch = np.repeat(x, len(chunk), axis=0)
+        for i, (r, c) in enumerate(chunk):
+            batch[i, r : r + wr, c : c + wc] = fill_value
+        scores = forward(batch).numpy()[:, t]
+        for (r, c), score in zip(chunk, scores, strict=True):
+            total[r : r + wr, c : c + wc] += reference - score
+            count[r : r + wr, c : c + wc] += 1
+    return total / np.maximum(count, 1), logits, t, len(corners)

@@ -1,0 +1,255 @@
+"""The LRP analyzer: one compiled `tf.function` per model and composite.
+
+The forward pass stores every op's output; relevance then walks the ops in reverse:
+
+- linear ops apply their rule with the gradient trick (`propagate_linear`);
+- dropout passes relevance unchanged;
+- activations, and routing ops (max pooling, flatten, padding, concatenation), send it
+  back the way their gradient does (the vector-Jacobian product), as Zennit does for
+  layers without a rule: unchanged through active ReLU units, winner-take-all through
+  max pooling, and dropped at saturated units (ReLU6 above 6), whose output does not
+  depend on their input;
+- a tensor read by several ops (residual branches) sums the relevance they return.
+
+Relevance starts as the target's pre-softmax logit (Bach et al. 2015).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ..graph import (
+    ACTIVATION,
+    IDENTITY,
+    LINEAR,
+    NONNEGATIVE_ACTIVATIONS,
+    OPAQUE,
+    PASS_ACTIVATIONS,
+    ROUTE,
+    Graph,
+    UnsupportedLayerError,
+    compile_function,
+)
+from .composites import Composite
+from .rules import Rule, Term
+
+
+def stabilize(z, epsilon: float):
+    """``z + ε·sign(z)`` with sign(0) = +1 (Zennit's convention)."""
+    return tf.where(z >= 0, z + epsilon, z - epsilon)
+
+
+def unsupported_ops(graph: Graph) -> list[tuple[str, str, str]]:
+    """(name, type, why) of every op LRP cannot propagate through."""
+    problems = []
+    for op in graph.ops:
+        if op.kind == OPAQUE:
+            problems.append((op.name, op.type, op.reason or "no LRP rule for this layer type"))
+        elif op.kind == ACTIVATION and op.activation not in PASS_ACTIVATIONS:
+            problems.append(
+                (
+                    op.name,
+                    op.type,
+                    f"activation {op.activation!r} inside the network; LRP "
+                    "passes relevance only through ReLU-like activations",
+                )
+            )
+    return problems
+
+
+def check_supported(graph: Graph, method: str = "LRP") -> None:
+    problems = unsupported_ops(graph)
+    if problems:
+        listed = "; ".join(f"{name!r} ({kind}): {why}" for name, kind, why in problems)
+        raise UnsupportedLayerError(
+            f"{method} cannot explain the model {graph.name!r}: {listed}. Gradient, "
+            "Integrated Gradients, SmoothGrad, Grad-CAM and occlusion work on any "
+            "differentiable model.",
+            problems,
+        )
+
+
+def _input_domain(graph: Graph) -> set:
+    """Keys of tensors that are the input, up to padding / reshaping / dropout."""
+    domain = {graph.input}
+    for op in graph.ops:
+        if op.kind in (ROUTE, IDENTITY) and all(k in domain for k in op.inputs):
+            domain.add(op.output)
+    return domain
+
+
+def _nonnegative(graph: Graph) -> dict:
+    """Which tensors are known to be >= 0 (after ReLU, pooled or summed ReLU outputs)."""
+    nonneg = {graph.input: False}
+    for op in graph.ops:
+        ins = all(nonneg.get(k, False) for k in op.inputs)
+        if op.kind == ACTIVATION:
+            nonneg[op.output] = op.activation in NONNEGATIVE_ACTIVATIONS
+        elif op.kind in (IDENTITY, ROUTE) or (op.kind == LINEAR and op.linear.weightless):
+            nonneg[op.output] = ins
+        else:
+            nonneg[op.output] = False
+    return nonneg
+
+
+def _modify_weights(name: str, kernel):
+    if kernel is None:
+        return None
+    if name == "w+":
+        return tf.nn.relu(kernel)
+    if name == "w-":
+        return tf.minimum(kernel, 0.0)
+    return kernel
+
+
+def _effective_terms(rule_terms, weightless: bool, nonneg: bool, has_bias: bool):
+    """Drop terms that are zero for this op; simplify modifiers that change nothing."""
+    terms = []
+    for term in rule_terms:
+        if weightless and term.weights == "w-":
+            continue  # weight-free ops have only non-negative weights
+        if nonneg and term.input == "x-":
+            continue
+        inp = "x" if (nonneg and term.input == "x+") else term.input
+        weights = "w" if (weightless and term.weights == "w+") else term.weights
+        bias = term.bias and has_bias
+        terms.append(Term(inp, weights, bias, term.sign))
+    return terms
+
+
+def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None):
+    """Relevance of each input of a linear op under `rule` (the gradient trick)."""
+    linear = op.linear
+    kernel, bias = linear.params()
+    contributions = [None] * len(xs)
+    for group in rule.groups:
+        if group.weight == 0:
+            continue
+        terms = _effective_terms(group.terms, linear.weightless, nonneg, bias is not None)
+        if not terms:
+            continue
+        inputs = []
+        for term in terms:
+            if term.input in ("low", "high"):
+                if bounds is None:
+                    raise ValueError(f"{rule.name} needs input bounds at {op.name!r}.")
+                chosen = [b[0] if term.input == "low" else b[1] for b in bounds]
+                inputs.append([tf.identity(v) for v in chosen])
+            elif term.input == "x+":
+                inputs.append([tf.nn.relu(x) for x in xs])
+            elif term.input == "x-":
+                inputs.append([tf.minimum(x, 0.0) for x in xs])
+            else:
+                inputs.append([tf.identity(x) for x in xs])
+        kernels = [_modify_weights(t.weights, kernel) for t in terms]
+        with tf.GradientTape() as tape:
+            for group_inputs in inputs:
+                for value in group_inputs:
+                    tape.watch(value)
+            outputs = [linear.apply(i, k) for i, k in zip(inputs, kernels, strict=True)]
+        plain = len(terms) == 1 and terms[0].input == "x" and terms[0].weights == "w"
+        plain = plain and terms[0].sign == 1.0 and (terms[0].bias or bias is None)
+        if plain:
+            denominator = z  # the forward pass already computed it
+        else:
+            denominator = tf.add_n([t.sign * o for t, o in zip(terms, outputs, strict=True)])
+            biased = [t.sign * _modify_weights(t.weights, bias) for t in terms if t.bias]
+            if biased:
+                denominator = linear.add_bias(denominator, tf.add_n(biased))
+        scaled = group.weight * relevance / stabilize(denominator, rule.epsilon)
+        sources = [value for group_inputs in inputs for value in group_inputs]
+        grads = tape.gradient(outputs, sources, output_gradients=[scaled] * len(outputs))
+        index = 0
+        for term, group_inputs in zip(terms, inputs, strict=True):
+            for j, value in enumerate(group_inputs):
+                grad = grads[index]
+                index += 1
+                if grad is None:
+                    continue
+                part = term.sign * value * grad
+                contributions[j] = part if contributions[j] is None else contributions[j] + part
+    return contributions
+
+
+def route(op, xs, relevance):
+    """Send relevance back the way values came (vector-Jacobian product)."""
+    with tf.GradientTape() as tape:
+        for x in xs:
+            tape.watch(x)
+        y = op.forward(xs)
+    return tape.gradient(y, xs, output_gradients=relevance)
+
+
+class LRPAnalyzer:
+    """Compiled LRP for one model graph (BatchNorm already folded) and one composite.
+
+    Call with a batch ``x`` (N, rows, cols, channels), ``target`` (N,) int32 (-1 for the
+    predicted class) and the input bounds ``low``, ``high`` (used by the zᴮ rule only).
+    Returns (relevance shaped like x, logits (N, classes), target (N,)).
+    """
+
+    def __init__(self, graph: Graph, composite: Composite, method: str = "LRP"):
+        check_supported(graph, method)
+        self.graph, self.composite = graph, composite
+        domain = _input_domain(graph)
+        self._domain = domain
+        self._nonneg = _nonnegative(graph)
+        self._rules = {}
+        for op in graph.ops:
+            if op.kind == LINEAR:
+                first = any(k in domain for k in op.inputs)
+                self._rules[id(op)] = composite.rule(op, first)
+        spec = tf.TensorSpec((None, *graph.input_shape[1:]), tf.float32)
+        self._fn = compile_function(
+            self._analyze,
+            [
+                spec,
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((), tf.float32),
+                tf.TensorSpec((), tf.float32),
+            ],
+        )
+
+    def __call__(self, x, target, low=0.0, high=1.0):
+        return self._fn(x, target, low, high)
+
+    def _analyze(self, x, target, low, high):
+        graph = self.graph
+        values = graph.run(x, linear_forward=True)
+        logits = values[graph.output]
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        target = tf.where(target < 0, predicted, target)
+        relevance = {graph.output: tf.one_hot(target, tf.shape(logits)[-1]) * logits}
+        bounds = {}
+        if self.composite.needs_bounds:
+            bounds[graph.input] = (tf.zeros_like(x) + low, tf.zeros_like(x) + high)
+            for op in graph.ops:
+                if op.output in self._domain and op.output != graph.input:
+                    bounds[op.output] = (
+                        op.forward([bounds[k][0] for k in op.inputs]),
+                        op.forward([bounds[k][1] for k in op.inputs]),
+                    )
+        for op in reversed(graph.ops):
+            r = relevance.pop(op.output, None)
+            if r is None:
+                continue
+            xs = [values[k] for k in op.inputs]
+            if op.kind == LINEAR:
+                rule = self._rules[id(op)]
+                nonneg = all(self._nonneg.get(k, False) for k in op.inputs)
+                op_bounds = None
+                if rule.needs_bounds and all(k in bounds for k in op.inputs):
+                    op_bounds = [bounds[k] for k in op.inputs]
+                parts = propagate_linear(op, xs, values[op.output], r, rule, nonneg, op_bounds)
+            elif op.kind == IDENTITY:
+                parts = [r]
+            else:  # ROUTE and ACTIVATION: the vector-Jacobian product
+                parts = route(op, xs, r)
+            for key, part in zip(op.inputs, parts, strict=True):
+                if part is None:
+                    continue
+                relevance[key] = relevance[key] + part if key in relevance else part
+        result = relevance.get(graph.input)
+        if result is None:
+            result = tf.zeros_like(x)
+        return result, logits, target
