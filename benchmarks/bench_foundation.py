@@ -28,10 +28,16 @@ def median_ms(function, repeats: int = 50) -> float:
 
 
 def import_seconds(repeats: int = 5) -> float:
-    code = "import time; t = time.perf_counter(); import napari_leukemia; print(time.perf_counter() - t)"
+    code = (
+        "import time; t = time.perf_counter(); import napari_leukemia; "
+        "print(time.perf_counter() - t)"
+    )
     runs = [
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(repeats)
     ]
     return statistics.median(runs)
@@ -46,16 +52,21 @@ def main() -> None:
         ("document 000 pipeline 224x224", median_ms(lambda: document000_pipeline(small)), 5.0),
         ("detect_cells 224x224", median_ms(lambda: detect_cells(small)), 50.0),
         ("detect_cells 640x480", median_ms(lambda: detect_cells(large), 20), 50.0),
-        ("extract_roi 224 from 640x480",
-         median_ms(lambda: extract_roi(large, (100, 100, 300, 300))), None),
+        (
+            "extract_roi 224 from 640x480",
+            median_ms(lambda: extract_roi(large, (100, 100, 300, 300))),
+            None,
+        ),
     ]
     print(f"{'step':36s} {'median ms':>10s} {'target':>8s}")
     for name, ms, target in rows:
         mark = "" if target is None else ("ok" if ms < target else "SLOW")
         print(f"{name:36s} {ms:10.2f} {'' if target is None else f'<{target:g}':>8s} {mark}")
     seconds = import_seconds()
-    print(f"{'import napari_leukemia':36s} {seconds * 1000:10.1f} {'<500':>8s} "
-          f"{'ok' if seconds < 0.5 else 'SLOW'}")
+    print(
+        f"{'import napari_leukemia':36s} {seconds * 1000:10.1f} {'<500':>8s} "
+        f"{'ok' if seconds < 0.5 else 'SLOW'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Take the docs' screenshots from a real napari viewer (run under xvfb-run).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 """
 
 from __future__ import annotations

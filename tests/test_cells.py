@@ -202,13 +202,14 @@ def test_input_types_are_accepted(one_blast, convert):
     assert _iou(cells[0].bbox, true_box) >= 0.8
 
 
-def test_float_image_outside_unit_range_is_accepted(one_blast):
-    """Floats beyond [0, 1] are min-max scaled by `as_rgb`, which shifts colours a bit."""
+def test_float_image_with_8_bit_values_is_accepted(one_blast):
+    """Floats in [0, 255] are read as 8-bit values, so colours are kept exactly."""
     image, true_box = one_blast
-    cells = detect_cells(image.astype(np.float64))
-    assert len(cells) == 1
-    assert _inside(cells[0], (100, 130))
-    assert _iou(cells[0].bbox, true_box) >= 0.5
+    as_float = detect_cells(image.astype(np.float64))
+    as_uint8 = detect_cells(image)
+    assert len(as_float) == 1
+    assert as_float[0].bbox == as_uint8[0].bbox
+    assert _iou(as_float[0].bbox, true_box) >= 0.8
 
 
 def test_grayscale_input_finds_the_dark_nucleus(one_blast):

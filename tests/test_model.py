@@ -100,8 +100,15 @@ def test_evaluate_json_schema(tiny_model, small_dataset, capsys):
     path, _ = tiny_model
     assert main(["evaluate", str(small_dataset), "--model", str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    keys = {"accuracy", "per_class", "confusion_matrix", "sensitivity", "specificity",
-            "false_negative_rate", "n_images"}
+    keys = {
+        "accuracy",
+        "per_class",
+        "confusion_matrix",
+        "sensitivity",
+        "specificity",
+        "false_negative_rate",
+        "n_images",
+    }
     assert keys <= set(result)
     assert result["n_images"] == 48
     assert np.asarray(result["confusion_matrix"]).sum() == 48
@@ -113,8 +120,21 @@ def test_evaluate_json_schema(tiny_model, small_dataset, capsys):
 def test_evaluate_writes_plots(tiny_model, small_dataset, tmp_path, capsys):
     path, _ = tiny_model
     plots = tmp_path / "plots"
-    assert main(["evaluate", str(small_dataset), "--model", str(path), "--split", "test",
-                 "--plots", str(plots)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(small_dataset),
+                "--model",
+                str(path),
+                "--split",
+                "test",
+                "--plots",
+                str(plots),
+            ]
+        )
+        == 0
+    )
     assert (plots / "confusion_matrix.png").stat().st_size > 1000
     assert (plots / "training_curves.png").is_file()
     assert "sensitivity" in capsys.readouterr().out
@@ -202,8 +222,18 @@ def test_bundled_model_classifies_the_sample_smear():
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     # explainable: only layer types the attribution engine supports, softmax separate
     kinds = {type(layer).__name__ for layer in loaded.keras_model.layers}
-    allowed = {"InputLayer", "Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D",
-               "GlobalAveragePooling2D", "Dropout", "Dense", "Softmax", "Flatten"}
+    allowed = {
+        "InputLayer",
+        "Conv2D",
+        "BatchNormalization",
+        "ReLU",
+        "MaxPooling2D",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Dense",
+        "Softmax",
+        "Flatten",
+    }
     assert kinds <= allowed
     assert loaded.keras_model.layers[-1].name == "probabilities"
 

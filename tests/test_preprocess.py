@@ -84,6 +84,7 @@ def test_dtypes_and_channels():
     np.testing.assert_allclose(as_rgb(rgba), 1.0)
     assert to_float(np.full((2, 2), 65535, np.uint16)).max() == 1.0
     assert to_float(np.array([[0.0, 500.0]])).tolist() == [[0.0, 1.0]]
+    assert to_float(np.array([[0.0, 127.5, 255.0]])).tolist() == [[0.0, 0.5, 1.0]]
     gray = preprocess.grayscale(np.full((5, 5), 128, np.uint8))
     assert gray.shape == (5, 5)
 

@@ -32,6 +32,17 @@ _EXPORTS = {
     "classify": "model.classify",
     "Classification": "model.classify",
     "ModelError": "model.classify",
+    "explain": "explain",
+    "explain_full": "explain",
+    "Explanation": "explain",
+    "METHODS": "explain",
+    "quantify": "quantify",
+    "quantify_many": "quantify",
+    "summarize": "quantify",
+    "suggest_labels": "labels",
+    "save_labels": "labels",
+    "load_labels": "labels",
+    "label_names": "labels",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,8 +17,9 @@ def to_float(image: np.ndarray) -> np.ndarray:
     """Return `image` as float64 in [0, 1] without changing its shape.
 
     Integer images are divided by their dtype's maximum (uint8 by 255, uint16 by
-    65535); a float image already within [0, 1] is kept as is, any other float image
-    is min–max scaled. Booleans become 0/1.
+    65535); a float image already within [0, 1] is kept as is, a non-negative one
+    with values in [0, 255] is taken as 8-bit and divided by 255 (colour ratios kept),
+    any other float image is min–max scaled. Booleans become 0/1.
     """
     array = np.asarray(image)
     if array.size == 0:
@@ -41,6 +42,8 @@ def to_float(image: np.ndarray) -> np.ndarray:
         low, high = float(array.min()), float(array.max())
         if low >= 0.0 and high <= 1.0:
             return array
+        if low >= 0.0 and high <= 255.0:  # 8-bit values stored as float: keep colours
+            return array / 255.0
         if high == low:
             return np.zeros_like(array)
         return (array - low) / (high - low)

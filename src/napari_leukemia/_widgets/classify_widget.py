@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, ProgressBar, PushButton
-from magicgui.widgets import create_widget
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    create_widget,
+)
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 
@@ -66,15 +73,18 @@ class ClassifyWidget(Container):
         self.progress = ProgressBar(min=0, max=0, visible=False, label="")
         self.call = Label(value="")
         self.bars = {}
-        self.extend([self.image, self.use_cell, self.model_file, self.run_button, self.progress,
-                     self.call])
+        self.extend(
+            [self.image, self.use_cell, self.model_file, self.run_button, self.progress, self.call]
+        )
         self.run_button.changed.connect(self.run)
         self.worker = None
         self.last_record: dict | None = None
 
     def _model_path(self) -> Path | None:
-        value = str(self.model_file.value or "").strip()
-        return Path(value) if value not in ("", ".") else None
+        value = self.model_file.value
+        if value is None or str(value).strip() in ("", ".") or Path(value).is_dir():
+            return None  # nothing chosen: the bundled model
+        return Path(value)
 
     def run(self, *_):
         """Start classification in a worker thread."""

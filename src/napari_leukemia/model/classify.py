@@ -91,11 +91,15 @@ def load_model(path: Path | str | None = None) -> LoadedModel:
     that needs unsafe deserialisation (code execution).
     """
     target = bundled_model_path() if path is None else Path(path)
-    return _load_cached(str(target.resolve()), target.stat().st_mtime_ns if target.exists() else 0)
+    # cached per file version: a changed model or metadata file is loaded again
+    stamps = tuple(
+        p.stat().st_mtime_ns if p.exists() else 0 for p in (target, target.with_suffix(".json"))
+    )
+    return _load_cached(str(target.resolve()), stamps)
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path_str: str, _mtime: int) -> LoadedModel:
+def _load_cached(path_str: str, _stamps: tuple) -> LoadedModel:
     path = Path(path_str)
     if not path.is_file():
         raise ModelError(f"No model file at {path}.")
