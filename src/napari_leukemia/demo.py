@@ -71,8 +71,45 @@ def run_headless(out_dir: Path | None = None, seed: int = 0) -> Path:
         roi, transform = extract_roi(smear.image, cells[0].bbox)
         io.imsave(out / "roi_cell1.png", _to_uint8(roi), check_contrast=False)
         print(f"ROI of cell 1: {roi.shape}, origin {transform.origin}, scale {transform.scale}")
+    _classify_explain_quantify(smear, cells, out)
     print(f"Outputs written to {out.resolve()}")
     return out
+
+
+def _classify_explain_quantify(smear, cells, out: Path) -> None:
+    """Bundled model on the field and on cell 1; two maps of cell 1 against the truth."""
+    import json
+
+    from .explain import explain_full
+    from .model.classify import classify, load_model
+    from .quantify import quantify_many
+
+    model = load_model()
+    results = {"field": classify(smear.image, model).as_dict()}
+    if cells:
+        results["cell 1"] = classify(smear.image, model, bbox=cells[0].bbox).as_dict()
+    (out / "classification.json").write_text(json.dumps(results, indent=2) + "\n")
+    for name, result in results.items():
+        print(f"{name}: {result['class']} (P malignant {result['malignant_probability']:.3f})")
+    if not cells:
+        return
+    items = []
+    for method in ("gradient_x_input", "lrp_epsilon", "grad_cam"):
+        explanation = explain_full(smear.image, method, model, bbox=cells[0].bbox)
+        np.save(out / f"map_{method}.npy", explanation.map)
+        io.imsave(out / f"map_{method}.png", _to_uint8(_display(explanation.map)),
+                  check_contrast=False)
+        items.append({"method": method, "relevance": explanation.map, "labels": smear.labels})
+    table = quantify_many(items)
+    table.to_csv(out / "relevance_by_label.csv", index=False)
+    print(table[["method", "name", "relevant_fraction", "relevance_mass"]].round(3))
+
+
+def _display(relevance: np.ndarray) -> np.ndarray:
+    """Positive relevance scaled to [0, 1] for a quick look."""
+    positive = np.clip(relevance, 0, None)
+    top = float(positive.max())
+    return positive / top if top > 0 else positive
 
 
 def run_viewer(seed: int = 0):
