@@ -80,6 +80,8 @@ def _classify_explain_quantify(smear, cells, out: Path) -> None:
     """Bundled model on the field and on cell 1; two maps of cell 1 against the truth."""
     import json
 
+    from skimage import io
+
     from .explain import explain_full
     from .model.classify import classify, load_model
     from .quantify import quantify_many
@@ -97,8 +99,9 @@ def _classify_explain_quantify(smear, cells, out: Path) -> None:
     for method in ("gradient_x_input", "lrp_epsilon", "grad_cam"):
         explanation = explain_full(smear.image, method, model, bbox=cells[0].bbox)
         np.save(out / f"map_{method}.npy", explanation.map)
-        io.imsave(out / f"map_{method}.png", _to_uint8(_display(explanation.map)),
-                  check_contrast=False)
+        io.imsave(
+            out / f"map_{method}.png", _to_uint8(_display(explanation.map)), check_contrast=False
+        )
         items.append({"method": method, "relevance": explanation.map, "labels": smear.labels})
     table = quantify_many(items)
     table.to_csv(out / "relevance_by_label.csv", index=False)

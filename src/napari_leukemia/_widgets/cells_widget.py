@@ -47,7 +47,9 @@ class DetectCellsWidget(Container):
             return
         self._status.value = "Detecting…"
         self._run.enabled = False
-        self.worker = create_worker(detect_cells, plane, min_score=self._min_score.value)
+        self.worker = create_worker(
+            detect_cells, plane, min_score=self._min_score.value, _ignore_errors=True
+        )
         self.worker.returned.connect(lambda cells: self._show(cells, layer))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(lambda: setattr(self._run, "enabled", True))
@@ -73,8 +75,8 @@ class DetectCellsWidget(Container):
             selection.select_cell(cells_layer, 0)
 
     def _on_selection_changed(self, cells_layer):
-        if cells_layer not in self._viewer.layers:
-            return
+        if cells_layer.name not in [layer.name for layer in self._viewer.layers]:
+            return  # a cells layer of another viewer
         chosen = selection.selected_cell(self._viewer)
         ids = [f"cell {i}" for i in selection.cell_ids_from(cells_layer.features["cell"])]
         with self._cell.changed.blocked():

@@ -102,7 +102,9 @@ class ClassifyWidget(Container):
         self.progress.visible = True
         self.call.value = "Classifying…"
         bbox = None if cell is None else cell.bbox
-        self.worker = create_worker(classify_plane, plane, self._model_path(), bbox)
+        self.worker = create_worker(
+            classify_plane, plane, self._model_path(), bbox, _ignore_errors=True
+        )
         self.worker.returned.connect(lambda result: self._show(result, layer, cell))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._done)

@@ -1,0 +1,519 @@
+"""Explain widget: attribution maps of the selected cell (or the whole field) as layers.
+
+The widget only gathers inputs and shows results: the maps come from
+`napari_leukemia.explain.explain_full`, run in a worker thread (one method at a time,
+so the progress bar advances per map and the viewer stays responsive). Each map is an
+Image layer with the source image's rows, columns, scale and translate (the engine
+places ROI maps back onto the image, 0 outside the ROI), named
+``"<method> · <class> · cell N"`` (or ``"· field"``), with
+``metadata["napari_leukemia"]`` of kind ``"attribution"``. Re-running replaces the
+plugin's own map for the same method, class, cell and image (found by that metadata,
+so a user's layer of the same name is never touched). "Side by side" toggles napari's
+grid mode, zoomed on the explained cell.
+
+TensorFlow is imported on the first run, in the worker, with `import_tensorflow`
+(see there: a plain import after napari's OpenGL context exists can crash the process).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+    create_widget,
+)
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import Colormap, ensure_colormap
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..explain.methods import METHODS
+from ..images import ImageError
+from ..model.backend import import_tensorflow
+from . import selection
+from .layers import image_plane, placement
+
+if TYPE_CHECKING:
+    import napari
+
+PLUGIN_KEY = selection.PLUGIN_KEY
+KIND = "attribution"
+PREDICTED = "predicted"
+DEFAULT_METHODS = ("gradient_x_input", "lrp_epsilon", "grad_cam")
+
+
+def _signed_colormap() -> Colormap:
+    """Blue (negative) → transparent (0) → red (positive), for signed maps."""
+    return Colormap(
+        colors=[
+            [0.02, 0.19, 0.75, 1.0],
+            [0.40, 0.62, 1.00, 0.65],
+            [1.00, 1.00, 1.00, 0.0],
+            [1.00, 0.55, 0.35, 0.65],
+            [0.80, 0.03, 0.03, 1.0],
+        ],
+        controls=[0.0, 0.3, 0.5, 0.7, 1.0],
+        name="napari_leukemia:relevance_signed",
+        display_name="relevance − / +",
+    )
+
+
+def _positive_colormap() -> Colormap:
+    """Inferno fading in from transparent at 0, for non-negative maps."""
+    inferno = np.asarray(ensure_colormap("inferno").map(np.linspace(0.0, 1.0, 33)))
+    inferno[:, 3] = np.clip(np.linspace(0.0, 1.0, 33) / 0.3, 0.0, 1.0)
+    return Colormap(
+        colors=inferno,
+        controls=np.linspace(0.0, 1.0, 33),
+        name="napari_leukemia:relevance_positive",
+        display_name="relevance ≥ 0",
+    )
+
+
+SIGNED_COLORMAP = _signed_colormap()
+POSITIVE_COLORMAP = _positive_colormap()
+
+
+def explain_methods(plane, model_path: Path | None, target, bbox, jobs):
+    """Worker body: load the model (cached), then explain with one method per step.
+
+    Yields ``("model", class_names)`` once, then ``("map", method, Explanation)`` or
+    ``("error", method, message)`` per method: one method failing (e.g. LRP on a layer
+    it cannot explain) does not stop the others. A model that cannot be loaded raises.
+    """
+    from ..explain import explain_full
+    from ..model.classify import load_model
+
+    import_tensorflow()
+    loaded = load_model(model_path)
+    yield ("model", list(loaded.class_names))
+    for method, params in jobs:
+        try:
+            result = explain_full(plane, method, loaded, target, bbox=bbox, **params)
+        except Exception as error:  # noqa: BLE001 - reported per method, others go on
+            yield ("error", method, str(error) or type(error).__name__)
+            continue
+        yield ("map", method, result)
+
+
+def layer_name(label: str, target_name: str, where: str) -> str:
+    """``"LRP-ε · Pre-B · cell 3"``."""
+    return f"{label} · {target_name} · {where}"
+
+
+def display_kwargs(result) -> dict:
+    """Colormap, contrast limits and blending of an attribution map layer.
+
+    Signed maps: diverging colormap, transparent at 0, limits (−m, m) with m = max|map|.
+    Non-negative maps: sequential colormap from transparent, limits (0, m).
+    """
+    extent = float(np.max(np.abs(result.map)))
+    extent = extent if extent > 0 else 1.0
+    if result.signed:
+        colormap, limits = SIGNED_COLORMAP, (-extent, extent)
+    else:
+        colormap, limits = POSITIVE_COLORMAP, (0.0, extent)
+    return {
+        "colormap": colormap,
+        "contrast_limits": limits,
+        "blending": "translucent",
+        "opacity": 0.8,
+        "interpolation2d": "nearest",
+    }
+
+
+def layer_meta(result, method: str, source: str, cell, model_path) -> dict:
+    """What is recorded on an attribution layer (``metadata["napari_leukemia"]``)."""
+    meta = {
+        "kind": KIND,
+        "method": method,
+        "method_label": METHODS[method].label,
+        "target": result.target_name,
+        "target_index": int(result.target),
+        "cell": None if cell is None else cell.cell_id,
+        "bbox": None if result.bbox is None else [int(v) for v in result.bbox],
+        "logit": float(result.logit),
+        "predicted": result.predicted,
+        "probabilities": dict(result.probabilities),
+        "signed": bool(result.signed),
+        "notes": list(result.notes),
+        "source": source,
+        "model": "bundled" if model_path is None else str(model_path),
+        "params": {k: v for k, v in result.params.items() if _plain(v)},
+    }
+    if result.layer is not None:
+        meta["layer"] = result.layer
+    if result.transform is not None:
+        meta["transform"] = result.transform.as_dict()
+    return meta
+
+
+def _plain(value) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _class_names_without_tf(model_path: Path | None) -> list[str]:
+    """Class names from the metadata file beside the model (no TensorFlow needed).
+
+    A model without metadata gets the plugin's four classes here; the loaded model's
+    own names replace them after the first run.
+    """
+    from ..model.classify import bundled_model_path
+    from ..model.metadata import CLASS_NAMES, read_info
+
+    try:
+        info = read_info(bundled_model_path() if model_path is None else model_path)
+    except Exception:  # noqa: BLE001 - unreadable metadata: the loader will say why
+        info = None
+    return list(info.class_names) if info is not None else list(CLASS_NAMES)
+
+
+class ExplainWidget(Container):
+    """Attribution maps of the selected cell (or the whole field) as image layers."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self._viewer = viewer
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.use_cell = CheckBox(
+            value=True,
+            text="selected cell only",
+            tooltip="explain the selected cell's ROI; untick for the whole field",
+        )
+        self.model_file = FileEdit(
+            mode="r",
+            filter="*.keras",
+            label="model",
+            nullable=True,
+            tooltip="a .keras model of your own; empty = the bundled model",
+        )
+        self.model_file.line_edit.native.setPlaceholderText("bundled model")
+        self.target = ComboBox(
+            label="target",
+            choices=[PREDICTED, *_class_names_without_tf(None)],
+            value=PREDICTED,
+            tooltip="the class whose score (pre-softmax logit) is explained",
+        )
+        self.methods = Select(
+            label="methods",
+            choices=[(info.label, method) for method, info in METHODS.items()],
+            value=list(DEFAULT_METHODS),
+            allow_multiple=True,
+            tooltip="\n".join(
+                f"{info.label}: {info.summary} ({info.reference})" for info in METHODS.values()
+            ),
+        )
+        self.methods.native.setMinimumHeight(120)
+        self._build_params()
+        self.run_button = PushButton(text="Explain")
+        self.progress = ProgressBar(min=0, max=1, value=0, visible=False, label="")
+        self.status = Label(value="")
+        self.grid_button = PushButton(
+            text="Side by side",
+            tooltip=(
+                "Toggle napari's grid mode: every visible layer gets its own panel (the "
+                "image too), all panels share one camera, zoomed on the last explained "
+                "cell. Hide layers you do not want to compare (e.g. the cell boxes)."
+            ),
+        )
+        self.extend(
+            [
+                self.image,
+                self.use_cell,
+                self.model_file,
+                self.target,
+                self.methods,
+                *self._param_rows.values(),
+                self.run_button,
+                self.progress,
+                self.status,
+                self.grid_button,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        self.grid_button.changed.connect(self.toggle_grid)
+        self.methods.changed.connect(self._update_params)
+        self.model_file.changed.connect(self._refresh_targets)
+        self._update_params()
+        self.worker = None
+        self.running = False
+        self.last_layers: list = []
+        self.last_window = None  # (image layer, (top, left, bottom, right)) for the grid
+        self._told: set[str] = set()
+
+    # -- form ----------------------------------------------------------------------
+    def _build_params(self) -> None:
+        """The most used parameters, shown only for the selected methods."""
+
+        def default(method, name):
+            return METHODS[method].defaults()[name]
+
+        # step 1e-4 gives 4 decimals; the adaptive step then moves by a tenth of the value
+        self.epsilon = FloatSpinBox(
+            value=default("lrp_epsilon", "epsilon"), min=1e-4, max=1e3, step=1e-4, label="ε"
+        )
+        self.epsilon.adaptive_step = True
+        self.ig_steps = SpinBox(
+            value=default("integrated_gradients", "steps"), min=1, max=1024, label="steps"
+        )
+        self.sg_samples = SpinBox(
+            value=default("smoothgrad", "samples"), min=1, max=1024, label="samples"
+        )
+        self.sg_noise = FloatSpinBox(
+            value=default("smoothgrad", "noise"), min=0.0, max=1.0, step=0.05, label="noise"
+        )
+        self.alpha = FloatSpinBox(
+            value=default("lrp_alpha_beta", "alpha"), min=0.0, max=20.0, step=0.5, label="α"
+        )
+        self.beta = FloatSpinBox(
+            value=default("lrp_alpha_beta", "beta"), min=0.0, max=20.0, step=0.5, label="β"
+        )
+        self.cam_layer = LineEdit(value="", label="layer")
+        self.occ_window = SpinBox(value=0, min=0, max=1024, label="window")
+        self.occ_stride = SpinBox(value=0, min=0, max=1024, label="stride")
+
+        rows = [
+            (("lrp_epsilon",), "LRP-ε", [self.epsilon]),
+            (("integrated_gradients",), "Int. Grad.", [self.ig_steps]),
+            (("smoothgrad",), "SmoothGrad", [self.sg_samples, self.sg_noise]),
+            (("lrp_alpha_beta",), "LRP-αβ", [self.alpha, self.beta]),
+            (("grad_cam", "grad_cam_pp"), "Grad-CAM", [self.cam_layer]),
+            (("occlusion",), "Occlusion", [self.occ_window, self.occ_stride]),
+        ]
+        self._param_rows = {}
+        for methods, title, widgets in rows:
+            docs = [p.doc for m in methods for p in METHODS[m].params if p.name != "batch_size"]
+            box = Container(
+                widgets=widgets,
+                layout="horizontal",
+                label=title,
+                labels=True,
+                tooltip="\n".join(dict.fromkeys(docs)),
+            )
+            box.margins = (0, 0, 0, 0)
+            self._param_rows[methods] = box
+        self.cam_layer.tooltip = "feature-map layer name; empty = the last convolutional layer"
+        self.occ_window.tooltip = "occluding square in model-input pixels; 0 = automatic"
+        self.occ_stride.tooltip = "step between windows; 0 = window / 2"
+
+    def _update_params(self, *_) -> None:
+        chosen = set(self.methods.value or ())
+        for methods, box in self._param_rows.items():
+            box.visible = bool(chosen.intersection(methods))
+
+    def params_for(self, method: str) -> dict:
+        """The parameters the form gives `method` (engine defaults for the rest)."""
+        if method == "lrp_epsilon":
+            return {"epsilon": float(self.epsilon.value)}
+        if method == "integrated_gradients":
+            return {"steps": int(self.ig_steps.value)}
+        if method == "smoothgrad":
+            return {"samples": int(self.sg_samples.value), "noise": float(self.sg_noise.value)}
+        if method == "lrp_alpha_beta":
+            return {"alpha": float(self.alpha.value), "beta": float(self.beta.value)}
+        if method in ("grad_cam", "grad_cam_pp"):
+            name = self.cam_layer.value.strip()
+            return {"layer": name} if name else {}
+        if method == "occlusion":
+            params = {}
+            if self.occ_window.value:
+                params["window"] = int(self.occ_window.value)
+            if self.occ_stride.value:
+                params["stride"] = int(self.occ_stride.value)
+            return params
+        return {}
+
+    def _model_path(self) -> Path | None:
+        value = self.model_file.value
+        if value is None or str(value).strip() in ("", ".") or Path(value).is_dir():
+            return None  # nothing chosen: the bundled model
+        return Path(value)
+
+    def _refresh_targets(self, *_, names: list[str] | None = None) -> None:
+        """Target choices: "predicted" and the model's classes; keep the choice if valid."""
+        if names is None:
+            names = _class_names_without_tf(self._model_path())
+        current = self.target.value
+        self.target.choices = [PREDICTED, *names]
+        self.target.value = current if current in self.target.choices else PREDICTED
+
+    # -- run -----------------------------------------------------------------------
+    def run(self, *_):
+        """Explain the chosen image / cell with every chosen method, in a worker thread."""
+        if self.running:
+            return
+        layer = self.image.value
+        if layer is None:
+            show_error("Choose an image layer to explain.")
+            return
+        methods = [m for m in METHODS if m in (self.methods.value or ())]
+        if not methods:
+            show_error("Choose at least one attribution method.")
+            return
+        cell = selection.selected_cell(self._viewer, layer) if self.use_cell.value else None
+        if self.use_cell.value and cell is None:
+            show_info(
+                f"No cell is selected on '{layer.name}': explaining the whole field. Detect "
+                "cells and click one to explain a single cell."
+            )
+        try:
+            plane = image_plane(layer, self._viewer)
+        except ImageError as error:
+            show_error(f"Explain '{layer.name}': {error}")
+            return
+        target = None if self.target.value == PREDICTED else self.target.value
+        jobs = [(m, self.params_for(m)) for m in methods]
+        model_path = self._model_path()
+        context = {"layer": layer, "cell": cell, "model_path": model_path}
+        self.running = True
+        self.last_layers = []
+        self._told = set()
+        self.run_button.enabled = False
+        self.progress.max = 0  # busy until the model is loaded
+        self.progress.value = 0
+        self.progress.visible = True
+        self.status.value = "Loading the model…"
+        self.worker = create_worker(
+            explain_methods,
+            plane,
+            model_path,
+            target,
+            None if cell is None else cell.bbox,
+            jobs,
+            _progress={"total": len(jobs) + 1, "desc": "Explain"},
+            _ignore_errors=True,  # `_failed` reports them; do not re-raise in the GUI
+        )
+        self.worker.yielded.connect(lambda item: self._on_yielded(item, context, len(jobs)))
+        self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(self._done)
+        self.worker.start()
+
+    def _on_yielded(self, item, context, n_methods: int) -> None:
+        kind = item[0]
+        if kind == "model":
+            self._refresh_targets(names=item[1])
+            self.progress.max = n_methods
+            self.progress.value = 0
+            self.status.value = f"Explaining 0/{n_methods}…"
+            return
+        self.progress.value = min(self.progress.value + 1, self.progress.max)
+        self.status.value = f"Explaining {self.progress.value}/{n_methods}…"
+        method = item[1]
+        if kind == "error":
+            self._report_error(method, item[2])
+        else:
+            self._show(method, item[2], context)
+
+    def _report_error(self, method: str, message: str) -> None:
+        if message in self._told:
+            return  # e.g. an unknown target fails every method with the same message
+        self._told.add(message)
+        show_error(f"{METHODS[method].label}: {message}")
+
+    def _own_layers(self, method: str, target_name: str, cell, source: str) -> list:
+        """The plugin's earlier maps for this method, target, cell and image."""
+        cell_id = None if cell is None else cell.cell_id
+        found = []
+        for lay in self._viewer.layers:
+            meta = lay.metadata.get(PLUGIN_KEY, {})
+            if (
+                meta.get("kind") == KIND
+                and meta.get("method") == method
+                and meta.get("target") == target_name
+                and meta.get("cell") == cell_id
+                and meta.get("source") == source
+            ):
+                found.append(lay)
+        return found
+
+    def _show(self, method: str, result, context) -> None:
+        layer, cell = context["layer"], context["cell"]
+        label = METHODS[method].label
+        where = cell.label if cell is not None else "field"
+        name = layer_name(label, result.target_name, where)
+        if layer not in self._viewer.layers:
+            show_warning(f"'{layer.name}' was removed; the {name} map was not added.")
+            return
+        # re-running replaces the plugin's own map (found by its metadata, not its name,
+        # so a user's layer called the same is never touched), keeping its place
+        old = self._own_layers(method, result.target_name, cell, layer.name)
+        index = self._viewer.layers.index(old[0]) if old else None
+        for lay in old:
+            self._viewer.layers.remove(lay)
+        if result.empty:
+            reason = result.notes[-1] if result.notes else "The map is all zero."
+            removed = " (its earlier layer was removed)" if old else ""
+            show_warning(f"{label} · {where}: no layer added{removed}. {reason}")
+            return
+        for note in result.notes:
+            if note not in self._told:
+                self._told.add(note)
+                show_info(f"{label}: {note}")
+        meta = layer_meta(result, method, layer.name, cell, context["model_path"])
+        new = self._viewer.add_image(
+            result.map,
+            name=name,
+            metadata={PLUGIN_KEY: meta},
+            **display_kwargs(result),
+            **placement(layer),
+        )
+        if index is not None:
+            self._viewer.layers.move(self._viewer.layers.index(new), index)
+        self.last_layers.append(new)
+        if result.transform is not None:
+            (top, left), (sr, sc) = result.transform.origin, result.transform.scale
+            rows, cols = result.input_map.shape
+            self.last_window = (layer, (top, left, top + sr * rows, left + sc * cols))
+
+    def _failed(self, error) -> None:
+        self.status.value = f"Failed: {error}"
+        show_error(f"Explain failed: {error}")
+
+    def _done(self) -> None:
+        self.run_button.enabled = True
+        self.progress.visible = False
+        self.running = False
+        if not self.status.value.startswith("Failed"):
+            added = ", ".join(lay.name for lay in self.last_layers) or "no map"
+            self.status.value = f"Added: {added}"
+
+    # -- side by side --------------------------------------------------------------
+    def _grid(self):
+        canvas = getattr(self._viewer, "canvas", None)
+        return canvas.grid if canvas is not None else self._viewer.grid
+
+    def toggle_grid(self, *_) -> None:
+        """Napari's grid mode on/off; on: zoom all panels to the last explained ROI."""
+        grid = self._grid()
+        grid.enabled = not grid.enabled
+        self.grid_button.text = "Overlay" if grid.enabled else "Side by side"
+        self._viewer.reset_view()
+        if grid.enabled and self.last_window is not None:
+            self._zoom_to(*self.last_window)
+
+    def _zoom_to(self, layer, window) -> None:
+        if layer not in self._viewer.layers:
+            return
+        top, left, bottom, right = window
+        corners = np.array([[top - 0.5, left - 0.5], [bottom - 0.5, right - 0.5]])
+        scale = np.asarray(layer.scale)[-2:]
+        world = corners * scale + np.asarray(layer.translate)[-2:]
+        rows, cols = np.asarray(layer.data.shape[:2] if layer.rgb else layer.data.shape[-2:])
+        full = np.array([rows, cols]) * scale
+        factor = float(np.min(full / np.maximum(world[1] - world[0], 1e-9)))
+        camera = self._viewer.camera
+        center = tuple(world.mean(axis=0))
+        camera.center = (*tuple(camera.center)[:-2], *center)
+        camera.zoom = camera.zoom * max(1.0, 0.9 * factor)
