@@ -4,22 +4,24 @@ Runs the whole chain on real images: the bundled cell model explains the most
 confident detected cells of a fixed, seeded sample of ``all4`` fields with several
 attribution methods; the dataset authors' ``all4_segmented`` masks give a cell /
 not-cell label image (plus the scale-bar box); `quantify_many` + `summarize` give the
-share of relevance on cells per method. Writes a long CSV, a summary CSV, a markdown
-table and two figures.
+share of relevance on cells per method. Writes long and summary CSVs, markdown tables
+and run.json to ``--out`` and, with ``--figures DIR``, two figures. Existing outputs
+are never replaced without ``--overwrite``.
 
 Decisions (see docs/relevance_on_real_data.md):
 
-* Sample: for each class (Benign, Early, Pre, Pro), the fields of the model's own
-  held-out *test* split (from the model metadata; all fields when it has none) in a
-  seeded random order; the first `--per-class` fields whose cleaned mask covers at
-  least 1 % of the field and with at least one detected cell are used.
+* Sample (default 20 per class, seed 0): for each class (Benign, Early, Pre, Pro),
+  the fields of the model's own held-out *test* split (from the model metadata; all
+  fields when it has none) in a seeded random order; the first `--per-class` fields
+  whose cleaned mask covers at least 1 % of the field and with at least one detected
+  cell are used.
 * The bundled model is a *cell* model (64x64 ROIs around detected cells). Each of the
   field's `--cells` most confident detected cells is explained on its own ROI for the
   class the model predicts for that cell. Each map is quantified on its ROI grid (the
   label image is sampled onto it with the ROI transform), so every relevance value is
   used once and the natural baseline is the cell's share of the ROI's area.
 * Labels: 1 "cell" = author mask grey value > 15, after removing specks smaller than
-  `--min-speck` pixels and filling holes; 3 "scale bar" = the fixed box
+  20 pixels and filling holes; 3 "scale bar" = the fixed box
   rows 202-217, cols 192-215 of the 224x224 fields (where every all4 field has its
   scale bar); 2 "not cell" = everything else. A second label set per explained cell
   uses the cell detector's own mask of that cell (1 "explained cell"), the other
@@ -299,6 +301,41 @@ def markdown_table_explained(summary: pd.DataFrame, methods) -> str:
     return "\n".join(lines)
 
 
+def excess_table(long: pd.DataFrame, value: int, methods) -> str:
+    """Relevance mass minus area share on one label, in percentage points, by class.
+
+    The overall mean has a 95 % t-interval over per-field means (cells of one field are
+    not independent); class columns are means over that class's cells.
+    """
+    from scipy import stats
+
+    data = long[long["label"] == value].copy()
+    data["excess"] = data["relevance_mass"] - data["area_fraction"]
+    classes = [c for c in CLASS_DIRS if c in set(data["class"])]
+    lines = [
+        "| method | mass − area (pp), 95 % CI over fields | " + " | ".join(classes) + " |",
+        "|---|---:|" + "---:|" * len(classes),
+    ]
+    for method in [*methods, "random"]:
+        part = data[data["method"] == method]
+        if part.empty:
+            continue
+        per_field = part.groupby("image")["excess"].mean()
+        n = len(per_field)
+        mean = float(per_field.mean())
+        half = (
+            float(stats.t.ppf(0.975, n - 1) * per_field.std(ddof=1) / np.sqrt(n)) if n > 1 else 0
+        )
+        by_class = part.groupby("class")["excess"].mean()
+        lines.append(
+            f"| {method} | {100 * mean:+.1f} [{100 * (mean - half):+.1f}, "
+            f"{100 * (mean + half):+.1f}] | "
+            + " | ".join(f"{100 * by_class.get(c, 0.0):+.1f}" for c in classes)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def bar_figure(summary: pd.DataFrame, summary_cell: pd.DataFrame, methods, path, title) -> None:
     """Left: author cell masks; right: the detector's mask of the explained cell."""
     import matplotlib
@@ -451,7 +488,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
-    parser.add_argument("--per-class", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=20)
     parser.add_argument("--cells", type=int, default=3, help="cells explained per field")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
@@ -528,9 +565,19 @@ def main(argv=None) -> int:
     summary_cell = summarize(long_cell, by=("method", "label"), metrics=metrics)
     table = markdown_table(summary, args.methods)
     table_cell = markdown_table_explained(summary_cell, args.methods)
-    print(table)
-    print()
-    print(table_cell)
+    excess = excess_table(long, CELL, args.methods)
+    excess_cell = excess_table(long_cell, EXPLAINED, args.methods)
+    tables = [
+        "Author masks, label 'cell':",
+        table,
+        "Detector mask of the explained cell:",
+        table_cell,
+        "Relevance mass minus area share on the author-mask 'cell':",
+        excess,
+        "Relevance mass minus area share on the explained cell:",
+        excess_cell,
+    ]
+    print("\n\n".join(tables))
 
     truth = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
     field_acc = float(np.mean([c["call"] == truth[c["class"]] for c in field_calls]))
@@ -554,7 +601,7 @@ def main(argv=None) -> int:
     }
     long.to_csv(outputs[0], index=False)
     summary.to_csv(outputs[1], index=False)
-    outputs[2].write_text(table + "\n\n" + table_cell + "\n")
+    outputs[2].write_text("\n\n".join(tables) + "\n")
     long_cell.to_csv(outputs[4], index=False)
     summary_cell.to_csv(outputs[5], index=False)
     outputs[3].write_text(json.dumps(run, indent=1) + "\n")
@@ -567,7 +614,7 @@ def main(argv=None) -> int:
         args.figures.mkdir(parents=True, exist_ok=True)
         title = (
             f"Bundled model, {len(sample)} all4 fields, {len(calls)} cells: "
-            f"relevance on the author cell masks ({args.threshold}, {args.sign})"
+            f"share of relevance on the cell (threshold {args.threshold}, sign {args.sign})"
         )
         bar_figure(summary, summary_cell, args.methods, figures[0], title)
         names = [f["path"].name for f in sample]

@@ -23,20 +23,16 @@ def settle(viewer, rounds: int = 20) -> None:
 
 def main() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
-    viewer = run_viewer()
+    viewer, widgets = run_viewer()
     viewer.window.resize(1500, 950)
     viewer.window.show()
     settle(viewer)
-    classify = viewer.window._dock_widgets.get("Classify cell (napari-leukemia)")
-    if classify is not None:
-        widget = classify.widget()
-        widget.run()
-        while widget.worker is not None and widget.last_record is None:
-            QApplication.processEvents()
-        settle(viewer)
-    roi = viewer.window._dock_widgets.get("Extract ROI (napari-leukemia)")
-    if roi is not None:
-        roi.widget().run()
+    classify = widgets["Classify cell"]
+    classify.run()
+    while classify.last_record is None:
+        QApplication.processEvents()
+    widgets["Extract ROI"].run()
+    viewer.reset_view()
     settle(viewer)
     viewer.layers.selection.active = viewer.layers[-1]
     io.imsave(DOCS / "viewer_cells.png", viewer.screenshot(canvas_only=False, flash=False))

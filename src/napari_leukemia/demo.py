@@ -116,28 +116,26 @@ def _display(relevance: np.ndarray) -> np.ndarray:
 
 
 def run_viewer(seed: int = 0):
-    """Open napari with the sample smear, cells detected and the widgets docked."""
+    """Open napari with the sample smear, cells detected and the widgets docked.
+
+    Returns the viewer and the docked widgets by name.
+    """
     import napari
 
     from ._sample_data import smear_224
-    from ._widgets import selection
     from .cells import detect_cells
 
     viewer = napari.Viewer(title="napari-leukemia demo")
     for data, kwargs, kind in smear_224():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     image_layer = viewer.layers[0]
-    for name in ("Preprocess", "Detect cells", "Extract ROI", "Classify cell"):
-        _, widget = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
-        if hasattr(widget, "image"):
-            widget.image.value = image_layer
-    cells = detect_cells(image_layer.data)
-    data, kwargs, _ = selection.cells_layer_data(cells, image_layer.name)
-    cells_layer = viewer.add_shapes(data, **kwargs)
-    selection.connect_selection(cells_layer, image_layer)
-    if cells:
-        selection.select_cell(cells_layer, 0)
-    return viewer
+    widgets = {}
+    for name in ("Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain"):
+        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
+        if hasattr(widgets[name], "image"):
+            widgets[name].image.value = image_layer
+    widgets["Detect cells"].show_cells(detect_cells(image_layer.data), image_layer)
+    return viewer, widgets
 
 
 def has_display() -> bool:

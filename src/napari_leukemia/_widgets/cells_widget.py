@@ -27,7 +27,8 @@ class DetectCellsWidget(Container):
         self._min_score = FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, label="min score")
         self._run = PushButton(text="Detect cells")
         self._status = Label(value="No cells detected yet.")
-        self._cell = ComboBox(label="selected cell", choices=[])
+        # choices are computed (napari re-evaluates them whenever layers change)
+        self._cell = ComboBox(label="selected cell", choices=self._cell_choices)
         self.extend([self.image, self._min_score, self._run, self._cell, self._status])
         self._run.changed.connect(self.run)
         self._cell.changed.connect(self._on_choice)
@@ -50,7 +51,7 @@ class DetectCellsWidget(Container):
         self.worker = create_worker(
             detect_cells, plane, min_score=self._min_score.value, _ignore_errors=True
         )
-        self.worker.returned.connect(lambda cells: self._show(cells, layer))
+        self.worker.returned.connect(lambda cells: self.show_cells(cells, layer))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(lambda: setattr(self._run, "enabled", True))
         self.worker.start()
@@ -59,7 +60,8 @@ class DetectCellsWidget(Container):
         self._status.value = f"Detection failed: {error}"
         show_error(f"Detection failed: {error}")
 
-    def _show(self, cells, layer):
+    def show_cells(self, cells, layer):
+        """Add `cells` (found on `layer`) as an editable cells layer; select the first."""
         if not cells:
             self._status.value = f"No cells found on '{layer.name}'."
             show_info(f"No cells found on '{layer.name}'. Lower 'min score' or draw a box.")
@@ -74,14 +76,19 @@ class DetectCellsWidget(Container):
             self._status.value = f"{len(cells)} cells on '{layer.name}'. Click one to select it."
             selection.select_cell(cells_layer, 0)
 
+    def _cell_choices(self, *_) -> list[str]:
+        cells_layer = selection.find_cells_layer(self._viewer)
+        if cells_layer is None or len(cells_layer.data) == 0:
+            return []
+        return [f"cell {i}" for i in selection.cell_ids_from(cells_layer.features["cell"])]
+
     def _on_selection_changed(self, cells_layer):
         if cells_layer.name not in [layer.name for layer in self._viewer.layers]:
             return  # a cells layer of another viewer
         chosen = selection.selected_cell(self._viewer)
-        ids = [f"cell {i}" for i in selection.cell_ids_from(cells_layer.features["cell"])]
         with self._cell.changed.blocked():
-            self._cell.choices = ids
-            if chosen is not None:
+            self._cell.reset_choices()
+            if chosen is not None and chosen.label in self._cell.choices:
                 self._cell.value = chosen.label
 
     def _on_choice(self, value):

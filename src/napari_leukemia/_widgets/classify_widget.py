@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (
     CheckBox,
     Container,
-    FileEdit,
     Label,
     ProgressBar,
     PushButton,
@@ -19,7 +18,7 @@ from napari.utils.notifications import show_error, show_warning
 
 from ..images import ImageError
 from . import selection
-from .layers import image_plane
+from .layers import chosen_model_path, image_plane, model_file_edit
 
 if TYPE_CHECKING:
     import napari
@@ -65,10 +64,7 @@ class ClassifyWidget(Container):
         self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.use_cell = CheckBox(value=True, text="selected cell only")
-        self.model_file = FileEdit(
-            mode="r", filter="*.keras", label="model", tooltip="empty = the bundled model"
-        )
-        self.model_file.value = ""
+        self.model_file = model_file_edit()
         self.run_button = PushButton(text="Classify")
         self.progress = ProgressBar(min=0, max=0, visible=False, label="")
         self.call = Label(value="")
@@ -81,10 +77,7 @@ class ClassifyWidget(Container):
         self.last_record: dict | None = None
 
     def _model_path(self) -> Path | None:
-        value = self.model_file.value
-        if value is None or str(value).strip() in ("", ".") or Path(value).is_dir():
-            return None  # nothing chosen: the bundled model
-        return Path(value)
+        return chosen_model_path(self.model_file)
 
     def run(self, *_):
         """Start classification in a worker thread."""

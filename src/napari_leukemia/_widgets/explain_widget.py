@@ -25,7 +25,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     FloatSpinBox,
     Label,
     LineEdit,
@@ -43,7 +42,7 @@ from ..explain.methods import METHODS
 from ..images import ImageError
 from ..model.backend import import_tensorflow
 from . import selection
-from .layers import image_plane, placement
+from .layers import chosen_model_path, image_plane, model_file_edit, placement
 
 if TYPE_CHECKING:
     import napari
@@ -192,14 +191,7 @@ class ExplainWidget(Container):
             text="selected cell only",
             tooltip="explain the selected cell's ROI; untick for the whole field",
         )
-        self.model_file = FileEdit(
-            mode="r",
-            filter="*.keras",
-            label="model",
-            nullable=True,
-            tooltip="a .keras model of your own; empty = the bundled model",
-        )
-        self.model_file.line_edit.native.setPlaceholderText("bundled model")
+        self.model_file = model_file_edit()
         self.target = ComboBox(
             label="target",
             choices=[PREDICTED, *_class_names_without_tf(None)],
@@ -336,10 +328,7 @@ class ExplainWidget(Container):
         return {}
 
     def _model_path(self) -> Path | None:
-        value = self.model_file.value
-        if value is None or str(value).strip() in ("", ".") or Path(value).is_dir():
-            return None  # nothing chosen: the bundled model
-        return Path(value)
+        return chosen_model_path(self.model_file)
 
     def _refresh_targets(self, *_, names: list[str] | None = None) -> None:
         """Target choices: "predicted" and the model's classes; keep the choice if valid."""

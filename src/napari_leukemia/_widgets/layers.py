@@ -49,3 +49,28 @@ def add_or_replace(viewer, data, kwargs: dict, meta: dict, layer_type: str = "im
             viewer.layers.remove(old)
     kwargs = {**kwargs, "metadata": {"napari_leukemia": meta}}
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def model_file_edit():
+    """A file field for a user's ``.keras`` model; left empty it means the bundled one."""
+    from magicgui.widgets import FileEdit
+
+    edit = FileEdit(
+        mode="r",
+        filter="*.keras",
+        label="model",
+        nullable=True,
+        tooltip="a .keras model of your own; empty = the bundled model",
+    )
+    edit.line_edit.native.setPlaceholderText("bundled model")
+    return edit
+
+
+def chosen_model_path(edit):
+    """The model file chosen in `edit`, or None for the bundled model."""
+    from pathlib import Path
+
+    value = edit.value
+    if value is None or str(value).strip() in ("", ".") or Path(value).is_dir():
+        return None
+    return Path(value)
