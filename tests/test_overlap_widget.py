@@ -210,3 +210,18 @@ def test_core_reports_float_labels_and_empty_labels():
     assert table.empty and "dtype float64" in errors[0]
     table, notes, errors = overlap_table({"m": (rel, None)}, np.zeros((8, 8), int))
     assert table.empty and "empty" in notes[0] and not errors
+
+
+def test_map_and_labels_of_different_named_images_are_flagged(setup):
+    viewer, widget, labels, smear = setup
+    labels.metadata["napari_leukemia"] = {"image_layer": "smear"}
+    meta = {"napari_leukemia": {"kind": "attribution", "source": "another field"}}
+    add_map(viewer, smear.labels == 1, "other map", meta)
+    table = widget.compute()
+    assert len(table) == 5  # same shape: computed, but the user is told
+    assert any("'another field'" in m and "same field" in m for m in widget.messages)
+    # a preprocessed layer of the same image is the same field: no warning
+    meta = {"napari_leukemia": {"kind": "attribution", "source": "smear · unsharp mask"}}
+    viewer.layers["other map"].metadata = meta
+    widget.compute()
+    assert not any("same field" in m for m in widget.messages)
