@@ -7,21 +7,12 @@ Run: ``python benchmarks/bench_classify.py``. Times are medians after a warm-up 
 
 from __future__ import annotations
 
-import statistics
 import time
+
+from timing import median_ms
 
 from napari_leukemia.model.classify import classify, load_model
 from napari_leukemia.synthetic import make_smear
-
-
-def median_ms(function, repeats: int = 50) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -9,22 +9,13 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import time
+
+from timing import median_ms
 
 from napari_leukemia.cells import detect_cells
 from napari_leukemia.preprocess import document000_pipeline, grayscale, unsharp_mask
 from napari_leukemia.roi import extract_roi
 from napari_leukemia.synthetic import make_smear
-
-
-def median_ms(function, repeats: int = 50) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def import_seconds(repeats: int = 5) -> float:

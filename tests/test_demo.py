@@ -11,8 +11,15 @@ from napari_leukemia.cli import main
 def test_headless_demo_writes_all_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["demo", "--headless", "--out", str(out)]) == 0
-    expected = {"smear.png", "labels_truth.png", "preprocessed.png", "cells.csv",
-                "roi_cell1.png", "classification.json", "relevance_by_label.csv"}
+    expected = {
+        "smear.png",
+        "labels_truth.png",
+        "preprocessed.png",
+        "cells.csv",
+        "roi_cell1.png",
+        "classification.json",
+        "relevance_by_label.csv",
+    }
     assert expected <= {p.name for p in out.iterdir()}
     cells = pd.read_csv(out / "cells.csv")
     assert len(cells) >= 1 and (cells["max_row"] > cells["min_row"]).all()

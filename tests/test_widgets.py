@@ -44,8 +44,15 @@ def click(layer, position):
 def test_manifest_declares_every_widget_and_sample():
     manifest = PluginManifest.from_distribution("napari-leukemia")
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert {"Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain",
-            "Morphology labels", "Relevance overlap"} <= widgets
+    assert {
+        "Preprocess",
+        "Detect cells",
+        "Extract ROI",
+        "Classify cell",
+        "Explain",
+        "Morphology labels",
+        "Relevance overlap",
+    } <= widgets
     assert len(manifest.contributions.sample_data) >= 2
     menus = manifest.contributions.menus
     assert any(key.startswith("napari/layers/") for key in menus)
@@ -53,8 +60,15 @@ def test_manifest_declares_every_widget_and_sample():
 
 def test_plugin_widgets_dock_from_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
-    names = ("Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain",
-             "Morphology labels", "Relevance overlap")
+    names = (
+        "Preprocess",
+        "Detect cells",
+        "Extract ROI",
+        "Classify cell",
+        "Explain",
+        "Morphology labels",
+        "Relevance overlap",
+    )
     for name in names:
         dock, _ = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
         assert dock is not None

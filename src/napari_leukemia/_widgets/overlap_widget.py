@@ -54,7 +54,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..quantify import QuantifyError, QuantifyWarning, quantify
+from ..quantify import COLUMNS, QuantifyError, QuantifyWarning, quantify
 from .labels_widget import _ask_overwrite, _labels_plane, layer_label_names
 
 if TYPE_CHECKING:
@@ -66,20 +66,7 @@ ATTRIBUTION_KIND = "attribution"
 #: Metrics the chart can show (columns of `quantify`).
 CHART_METRICS = ("relevant_fraction", "relevance_mass", "relevance_density")
 #: Columns of the table dock, in order.
-TABLE_COLUMNS = (
-    "map",
-    "label",
-    "name",
-    "pixels",
-    "area_fraction",
-    "relevant_pixels",
-    "relevant_fraction",
-    "relevance_mass",
-    "relevance_density",
-    "rank_accuracy",
-    "pointing_game",
-    "defined",
-)
+TABLE_COLUMNS = ("map", *COLUMNS)
 _METRIC_COLUMNS = {
     "area_fraction",
     "relevant_fraction",
