@@ -12,6 +12,16 @@ from napari_leukemia._widgets.preprocess_widget import PreprocessWidget
 from napari_leukemia._widgets.roi_widget import ExtractRoiWidget
 from napari_leukemia.synthetic import make_smear
 
+WIDGETS = (
+    "Preprocess",
+    "Detect cells",
+    "Extract ROI",
+    "Classify cell",
+    "Explain",
+    "Morphology labels",
+    "Relevance overlap",
+)
+
 
 @pytest.fixture
 def viewer_with_smear(make_napari_viewer):
@@ -44,15 +54,7 @@ def click(layer, position):
 def test_manifest_declares_every_widget_and_sample():
     manifest = PluginManifest.from_distribution("napari-leukemia")
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert {
-        "Preprocess",
-        "Detect cells",
-        "Extract ROI",
-        "Classify cell",
-        "Explain",
-        "Morphology labels",
-        "Relevance overlap",
-    } <= widgets
+    assert set(WIDGETS) <= widgets
     assert len(manifest.contributions.sample_data) >= 2
     menus = manifest.contributions.menus
     assert any(key.startswith("napari/layers/") for key in menus)
@@ -60,16 +62,7 @@ def test_manifest_declares_every_widget_and_sample():
 
 def test_plugin_widgets_dock_from_the_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
-    names = (
-        "Preprocess",
-        "Detect cells",
-        "Extract ROI",
-        "Classify cell",
-        "Explain",
-        "Morphology labels",
-        "Relevance overlap",
-    )
-    for name in names:
+    for name in WIDGETS:
         dock, _ = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
         assert dock is not None
 
