@@ -130,32 +130,35 @@ def _value(variable):
     return tf.convert_to_tensor(getattr(variable, "value", variable))
 
 
-class ConvLinear(Linear):
-    """Conv1D/2D/3D (any groups) via the layer's own convolution op."""
+class LayerLinear(Linear):
+    """A weighted Keras layer: its kernel attribute, its bias if it has one."""
 
-    def __init__(self, layer):
-        self.layer = layer
-        self.channel_axis = -1 if layer.data_format == "channels_last" else 1
+    kernel_attr = "kernel"
 
-    def params(self):
-        bias = _value(self.layer.bias) if self.layer.use_bias else None
-        return _value(self.layer.kernel), bias
-
-    def apply(self, xs, kernel):
-        return self.layer.convolution_op(xs[0], kernel)
-
-
-class DepthwiseLinear(Linear):
-    """DepthwiseConv1D/2D; also the first half of a SeparableConv."""
-
-    def __init__(self, layer, kernel_attr="kernel", bias=True):
-        self.layer, self.kernel_attr, self.has_bias = layer, kernel_attr, bias
-        self.channel_axis = -1 if layer.data_format == "channels_last" else 1
+    def __init__(self, layer, bias: bool = True):
+        self.layer, self.has_bias = layer, bias
+        data_format = getattr(layer, "data_format", "channels_last")
+        self.channel_axis = -1 if data_format == "channels_last" else 1
 
     def params(self):
         use_bias = self.has_bias and self.layer.use_bias
         bias = _value(self.layer.bias) if use_bias else None
         return _value(getattr(self.layer, self.kernel_attr)), bias
+
+
+class ConvLinear(LayerLinear):
+    """Conv1D/2D/3D (any groups) via the layer's own convolution op."""
+
+    def apply(self, xs, kernel):
+        return self.layer.convolution_op(xs[0], kernel)
+
+
+class DepthwiseLinear(LayerLinear):
+    """DepthwiseConv1D/2D; also the first half of a SeparableConv."""
+
+    def __init__(self, layer, kernel_attr="kernel", bias=True):
+        super().__init__(layer, bias)
+        self.kernel_attr = kernel_attr
 
     def apply(self, xs, kernel):
         return keras_module().ops.depthwise_conv(
@@ -172,16 +175,10 @@ class DepthwiseLinear(Linear):
         return kernel * tf.reshape(scale, tf.shape(kernel)[-2:])
 
 
-class PointwiseLinear(Linear):
+class PointwiseLinear(LayerLinear):
     """The 1x1 second half of a SeparableConv (stride 1, no padding)."""
 
-    def __init__(self, layer):
-        self.layer = layer
-        self.channel_axis = -1 if layer.data_format == "channels_last" else 1
-
-    def params(self):
-        bias = _value(self.layer.bias) if self.layer.use_bias else None
-        return _value(self.layer.pointwise_kernel), bias
+    kernel_attr = "pointwise_kernel"
 
     def apply(self, xs, kernel):
         keras = keras_module()
@@ -190,13 +187,8 @@ class PointwiseLinear(Linear):
         )
 
 
-class DenseLinear(Linear):
-    def __init__(self, layer):
-        self.layer = layer
-
-    def params(self):
-        bias = _value(self.layer.bias) if self.layer.use_bias else None
-        return _value(self.layer.kernel), bias
+class DenseLinear(LayerLinear):
+    """Dense: a matrix product over the last axis."""
 
     def apply(self, xs, kernel):
         x = xs[0]

@@ -118,10 +118,10 @@ def _callbacks(patience: int, max_minutes: float | None):
     ]
 
 
-def field_probabilities(model, arrays: Arrays, n_fields_index: np.ndarray) -> np.ndarray:
-    """Mean class probabilities of each image's inputs (its cells), per image."""
+def field_probabilities(model, arrays: Arrays, images: np.ndarray) -> np.ndarray:
+    """Mean class probabilities of each image's inputs (its cells), for `images` in order."""
     probabilities = model.predict(arrays.x, batch_size=256, verbose=0)
-    return np.stack([probabilities[arrays.field == i].mean(axis=0) for i in n_fields_index])
+    return np.stack([probabilities[arrays.field == i].mean(axis=0) for i in images])
 
 
 def train(
