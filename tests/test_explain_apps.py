@@ -106,7 +106,9 @@ def _gated_gradient_x_input(model, x, target, pre_activations):
         is_activation_layer = isinstance(layer, keras.layers.ReLU | keras.layers.Activation)
         if layer.name not in pre_activations:
             if fused is not None and fused.__name__ == "softmax":
-                return keras.layers.Identity() if is_activation_layer else _without_activation(layer)
+                if is_activation_layer:
+                    return keras.layers.Identity()
+                return _without_activation(layer)
             return layer
         function = layer if is_activation_layer else fused
         gate = _derivative(function, pre_activations[layer.name])

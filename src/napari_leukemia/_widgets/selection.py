@@ -159,15 +159,23 @@ def unedited_cells_layers(viewer, image_layer_name: str) -> list:
 
 
 def find_cells_layer(viewer, image_layer=None):
-    """The cells layer to use: the active one, else one made for `image_layer`, else any."""
-    active = viewer.layers.selection.active
-    if active is not None and is_cells_layer(active):
-        return active
+    """The cells layer to use for `image_layer`.
+
+    The active cells layer when it was made for that image (or no image is given),
+    else the last one made for the image; with no image given, the last one. A cells
+    layer of *another* image is never used for this one: its boxes would cut the
+    wrong pixels.
+    """
     candidates = [layer for layer in viewer.layers if is_cells_layer(layer)]
     if image_layer is not None:
-        for layer in candidates:
-            if layer.metadata[PLUGIN_KEY].get("image_layer") == image_layer.name:
-                return layer
+        candidates = [
+            layer
+            for layer in candidates
+            if layer.metadata[PLUGIN_KEY].get("image_layer") == image_layer.name
+        ]
+    active = viewer.layers.selection.active
+    if active is not None and any(active is layer for layer in candidates):
+        return active
     return candidates[-1] if candidates else None
 
 

@@ -18,10 +18,11 @@ are not candidates.
 
 from __future__ import annotations
 
-import tensorflow as tf
-
+from ..model.backend import tensorflow_module
 from .graph import Graph, compile_function
 from .methods import ExplainError
+
+tf = tensorflow_module()
 
 
 def _spatial(shape) -> tuple | None:

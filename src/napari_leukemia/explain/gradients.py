@@ -15,9 +15,11 @@ would need more than `MEMORY_BUDGET` bytes.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
+from ..model.backend import tensorflow_module
 from .graph import Graph, compile_function
+
+tf = tensorflow_module()
 
 #: Activation memory allowed for one batched forward+backward pass (bytes).
 MEMORY_BUDGET = 256 * 2**20

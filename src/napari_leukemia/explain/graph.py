@@ -29,10 +29,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-import tensorflow as tf
-
-from ..model.backend import keras_module
+from ..model.backend import keras_module, tensorflow_module
 from .methods import ExplainError
+
+tf = tensorflow_module()
 
 LINEAR, ACTIVATION, IDENTITY, ROUTE, OPAQUE = "linear", "activation", "identity", "route", "opaque"
 
@@ -40,6 +40,7 @@ LINEAR, ACTIVATION, IDENTITY, ROUTE, OPAQUE = "linear", "activation", "identity"
 PASS_ACTIVATIONS = frozenset(
     {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "softplus", "linear"}
 )
+
 #: Activations whose output is never negative.
 NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "softplus"})
 #: Output activations removed so the graph ends at the pre-activation scores.

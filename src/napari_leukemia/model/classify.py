@@ -7,6 +7,7 @@ pickled functions are refused).
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -95,7 +96,11 @@ def load_model(path: Path | str | None = None) -> LoadedModel:
     stamps = tuple(
         p.stat().st_mtime_ns if p.exists() else 0 for p in (target, target.with_suffix(".json"))
     )
-    return _load_cached(str(target.resolve()), stamps)
+    with _LOAD_LOCK:  # threads asking at once share one load (Keras loading is not thread-safe)
+        return _load_cached(str(target.resolve()), stamps)
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)

@@ -16,8 +16,7 @@ Relevance starts as the target's pre-softmax logit (Bach et al. 2015).
 
 from __future__ import annotations
 
-import tensorflow as tf
-
+from ...model.backend import tensorflow_module
 from ..graph import (
     ACTIVATION,
     IDENTITY,
@@ -32,6 +31,8 @@ from ..graph import (
 )
 from .composites import Composite
 from .rules import Rule, Term
+
+tf = tensorflow_module()
 
 
 def stabilize(z, epsilon: float):
