@@ -591,39 +591,12 @@ def quantify_many(
     tables = []
     id_order: list[str] = []
     undefined, empty = [], []
+    options = {"threshold": threshold, "sign": sign, "resample": resample}
     for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise QuantifyError(f"Item {i} is a {type(item).__name__}; each item must be a dict.")
-        missing = [k for k in ("relevance", "labels") if k not in item]
-        if missing:
-            raise QuantifyError(f"Item {i} lacks {missing}; each item needs relevance and labels.")
-        ids = {k: v for k, v in item.items() if k not in _ITEM_DATA_KEYS}
-        for key, value in ids.items():
-            if not (value is None or np.isscalar(value)):
-                raise QuantifyError(
-                    f"Item {i}: id column {key!r} holds a {type(value).__name__}; id values "
-                    "must be scalars (str, int, float)."
-                )
-            if key not in id_order:
-                id_order.append(key)
+        ids = _item_ids(i, item)
+        id_order.extend(k for k in ids if k not in id_order)
         label = ", ".join(f"{k}={v}" for k, v in ids.items()) or f"item {i}"
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QuantifyWarning)
-            try:
-                table = quantify(
-                    item["relevance"],
-                    item["labels"],
-                    item.get("label_names", label_names),
-                    threshold,
-                    sign=sign,
-                    transform=item.get("transform"),
-                    resample=resample,
-                )
-            except QuantifyError as exc:
-                raise QuantifyError(f"{label}: {exc}") from exc
-        for w in caught:
-            if not issubclass(w.category, QuantifyWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        table = _quantify_item(item, label, label_names, options)
         if table.empty:
             empty.append(label)
             continue
@@ -632,13 +605,7 @@ def quantify_many(
         for key, value in ids.items():
             table[key] = value
         tables.append(table)
-    if undefined or empty:
-        parts = []
-        if undefined:
-            parts.append(f"{len(undefined)} undefined (constant) maps: {_short(undefined)}")
-        if empty:
-            parts.append(f"{len(empty)} empty label images: {_short(empty)}")
-        warnings.warn("; ".join(parts) + ".", QuantifyWarning, stacklevel=2)
+    _warn_skipped(undefined, empty)
     if not tables:
         table = _empty_table({})
         for key in reversed(id_order):
@@ -647,6 +614,62 @@ def quantify_many(
     long = pd.concat(tables, ignore_index=True)
     long.attrs = {"threshold_rule": str(threshold), "sign": sign}
     return long[id_order + [c for c in COLUMNS]]
+
+
+def _item_ids(i: int, item) -> dict:
+    """An item's id columns (its scalar keys other than the data), checked."""
+    if not isinstance(item, Mapping):
+        raise QuantifyError(f"Item {i} is a {type(item).__name__}; each item must be a dict.")
+    missing = [k for k in ("relevance", "labels") if k not in item]
+    if missing:
+        raise QuantifyError(f"Item {i} lacks {missing}; each item needs relevance and labels.")
+    ids = {k: v for k, v in item.items() if k not in _ITEM_DATA_KEYS}
+    clashes = sorted(set(ids) & set(COLUMNS))
+    if clashes:
+        raise QuantifyError(
+            f"Item {i}: the key(s) {clashes} are result columns of quantify and would be "
+            "overwritten; rename them (e.g. 'region_name' instead of 'name')."
+        )
+    for key, value in ids.items():
+        if not (value is None or np.isscalar(value)):
+            raise QuantifyError(
+                f"Item {i}: id column {key!r} holds a {type(value).__name__}; id values "
+                "must be scalars (str, int, float)."
+            )
+    return ids
+
+
+def _quantify_item(item, label: str, label_names, options: dict) -> pd.DataFrame:
+    """`quantify` of one item; its QuantifyWarnings are held back for one summary."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", QuantifyWarning)
+        try:
+            table = quantify(
+                item["relevance"],
+                item["labels"],
+                item.get("label_names", label_names),
+                options["threshold"],
+                sign=options["sign"],
+                transform=item.get("transform"),
+                resample=options["resample"],
+            )
+        except QuantifyError as exc:
+            raise QuantifyError(f"{label}: {exc}") from exc
+    for w in caught:
+        if not issubclass(w.category, QuantifyWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return table
+
+
+def _warn_skipped(undefined: list, empty: list) -> None:
+    """One warning naming the items with undefined maps or empty labels."""
+    parts = []
+    if undefined:
+        parts.append(f"{len(undefined)} undefined (constant) maps: {_short(undefined)}")
+    if empty:
+        parts.append(f"{len(empty)} empty label images: {_short(empty)}")
+    if parts:
+        warnings.warn("; ".join(parts) + ".", QuantifyWarning, stacklevel=3)
 
 
 def _short(names: Sequence[str], limit: int = 5) -> str:

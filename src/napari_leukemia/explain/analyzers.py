@@ -121,6 +121,175 @@ class RawMap:
     layer: str | None = None
 
 
+@dataclass
+class _Run:
+    """What every runner gets: the model, its engine and graph, one input, the target."""
+
+    model: object
+    method: str
+    x: np.ndarray  # (rows, cols, channels) float32
+    target: np.ndarray  # (1,) int32, -1 = the predicted class
+    params: dict
+    domain: tuple[float, float] | None
+    engine: object
+    graph: object
+    notes: list = field(default_factory=list)
+    diagnostics: dict = field(default_factory=dict)
+
+    @property
+    def batch(self) -> np.ndarray:
+        return self.x[None]
+
+    def batch_size(self) -> int:
+        from .gradients import auto_batch
+
+        return auto_batch(self.graph, self.x.shape, self.params.get("batch_size"))
+
+    def result(self, attribution, logits, resolved, layer=None) -> RawMap:
+        return RawMap(
+            map=np.asarray(attribution, dtype=np.float32),
+            logits=np.asarray(logits, dtype=np.float32),
+            target=int(resolved),
+            diagnostics=self.diagnostics,
+            notes=self.notes,
+            layer=layer,
+        )
+
+
+_GRADIENT_FORMS = {
+    "gradient": lambda grad, x: grad.sum(axis=-1),
+    "abs_gradient": lambda grad, x: np.abs(grad).sum(axis=-1),
+    "gradient_x_input": lambda grad, x: (grad * x).sum(axis=-1),
+}
+
+
+def _run_gradient(run: _Run) -> RawMap:
+    grad, logits, resolved = run.engine(run.batch, run.target)
+    attribution = _GRADIENT_FORMS[run.method](grad.numpy()[0], run.x)
+    return run.result(attribution, logits.numpy()[0], resolved.numpy()[0])
+
+
+def _run_integrated_gradients(run: _Run) -> RawMap:
+    baseline = run.params["baseline"]
+    try:
+        base = np.broadcast_to(np.asarray(baseline, dtype=np.float32), run.x.shape)[None]
+    except ValueError as error:
+        raise ExplainError(
+            f"The baseline of shape {np.shape(baseline)} does not match the model "
+            f"input {run.x.shape}."
+        ) from error
+    steps = run.params["steps"]
+    values, first, last, resolved = run.engine(
+        run.batch, base, steps, int(run.target[0]), run.batch_size()
+    )
+    total = float(values.sum())
+    delta = float(first[0, resolved] - last[0, resolved])
+    gap = abs(total - delta) / max(abs(delta), 1e-12)
+    run.diagnostics.update(
+        attribution_sum=total,
+        logit_difference=delta,
+        completeness_gap=gap,
+        baseline_logit=float(last[0, resolved]),
+    )
+    if gap > 0.05 and abs(delta) > 1e-6:
+        run.notes.append(
+            f"Integrated Gradients: attributions sum to {total:.4g} but f(x) − f(baseline)"
+            f" = {delta:.4g} ({100 * gap:.0f} % apart); increase steps."
+        )
+    return run.result(values[0].sum(axis=-1), first[0], resolved)
+
+
+def _run_smoothgrad(run: _Run) -> RawMap:
+    logits = get_engine(run.model, "forward", {})(run.batch).numpy()[0]
+    resolved = int(np.argmax(logits)) if run.target[0] < 0 else int(run.target[0])
+    spread = float(run.x.max() - run.x.min())
+    if spread == 0:
+        spread = 1.0
+        run.notes.append("The input is constant; SmoothGrad noise σ is relative to 1.")
+    sigma = run.params["noise"] * spread
+    p = run.params
+    grad = run.engine(run.batch, p["samples"], sigma, p["seed"], resolved, run.batch_size())
+    run.diagnostics["sigma"] = sigma
+    return run.result(grad[0].sum(axis=-1), logits, resolved)
+
+
+def _run_occlusion(run: _Run) -> RawMap:
+    from .gradients import occlusion
+
+    rows, cols = run.x.shape[:2]
+    window = run.params["window"] or max(2, int(round(min(rows, cols) / 8)))
+    stride = run.params["stride"] or max(1, window // 2)
+    attribution, logits, resolved, n = occlusion(
+        run.engine,
+        run.batch,
+        int(run.target[0]),
+        window,
+        stride,
+        run.params["fill"],
+        run.batch_size() * 3,
+    )
+    run.diagnostics.update(window=window, stride=stride, windows=n)
+    return run.result(attribution, logits[0], resolved)
+
+
+def _run_cam(run: _Run) -> RawMap:
+    from .cam import layer_name
+
+    cam, logits, resolved, low = run.engine(run.batch, run.target)
+    run.diagnostics["feature_shape"] = tuple(int(v) for v in low.shape[1:3])
+    layer = layer_name(run.graph, run.engine.key)
+    return run.result(cam.numpy()[0, ..., 0], logits.numpy()[0], resolved.numpy()[0], layer)
+
+
+def _deep_taylor_bounds(run: _Run) -> tuple[float, float]:
+    """zᴮ bounds: given, else the model's input domain, else the input's own range."""
+    given_low, given_high = run.params["low"], run.params["high"]
+    x_min, x_max = float(run.x.min()), float(run.x.max())
+    low = given_low if given_low is not None else (run.domain[0] if run.domain else x_min)
+    high = given_high if given_high is not None else (run.domain[1] if run.domain else x_max)
+    if high <= low:
+        high = low + 1.0
+    if given_low is None and run.domain is None:
+        run.notes.append(
+            f"Deep Taylor bounds taken from the input's own range [{low:.4g}, "
+            f"{high:.4g}]; pass low= and high= for the model's true input domain."
+        )
+    if x_min < low - 1e-6 or x_max > high + 1e-6:
+        run.notes.append(
+            f"The input has values outside [low, high] = [{low:g}, {high:g}]; the "
+            "zᴮ rule assumes low ≤ x ≤ high."
+        )
+    run.diagnostics.update(low=low, high=high)
+    return low, high
+
+
+def _run_lrp(run: _Run) -> RawMap:
+    import tensorflow as tf
+
+    low, high = _deep_taylor_bounds(run) if run.method == "deep_taylor" else (0.0, 1.0)
+    relevance, logits, resolved = run.engine(
+        run.batch, run.target, tf.constant(low, tf.float32), tf.constant(high, tf.float32)
+    )
+    attribution = relevance.numpy()[0].sum(axis=-1)
+    run.diagnostics["relevance_sum"] = float(attribution.sum())
+    run.diagnostics["rules"] = run.engine.composite.name
+    _, merged = get_lrp_graph(run.model)
+    if merged:
+        run.diagnostics["folded_batchnorm"] = merged
+    return run.result(attribution, logits.numpy()[0], resolved.numpy()[0])
+
+
+#: The runner of each method, by method id or (else) by method family.
+_RUNNERS = {
+    "integrated_gradients": _run_integrated_gradients,
+    "smoothgrad": _run_smoothgrad,
+    "gradient": _run_gradient,
+    "perturbation": _run_occlusion,
+    "cam": _run_cam,
+    "lrp": _run_lrp,
+}
+
+
 def run_method(
     model,
     method: str,
@@ -134,135 +303,18 @@ def run_method(
     target: class index or None (predicted class). domain: the input's value range for
     Deep Taylor's zᴮ rule when known (plugin models), else the image's own range.
     """
-    import tensorflow as tf
-
-    x = np.asarray(x, dtype=np.float32)
-    batch = x[None]
-    t = np.array([-1 if target is None else int(target)], dtype=np.int32)
-    engine = get_engine(model, method, params)
-    graph = get_graph(model)
-    notes: list[str] = []
-    diagnostics: dict = {}
-    layer = None
-    if method in ("gradient", "abs_gradient", "gradient_x_input"):
-        grad, logits, resolved = engine(batch, t)
-        grad = grad.numpy()[0]
-        if method == "gradient":
-            attribution = grad.sum(axis=-1)
-        elif method == "abs_gradient":
-            attribution = np.abs(grad).sum(axis=-1)
-        else:
-            attribution = (grad * x).sum(axis=-1)
-        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
-    elif method == "integrated_gradients":
-        from .gradients import auto_batch
-
-        baseline = params["baseline"]
-        try:
-            base = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)[None]
-        except ValueError as error:
-            raise ExplainError(
-                f"The baseline of shape {np.shape(baseline)} does not match the model "
-                f"input {x.shape}."
-            ) from error
-        steps = params["steps"]
-        size = auto_batch(graph, x.shape, params.get("batch_size"))
-        values, first, last, resolved = engine(batch, base, steps, int(t[0]), size)
-        attribution = values[0].sum(axis=-1)
-        logits = first[0]
-        total = float(values.sum())
-        delta = float(first[0, resolved] - last[0, resolved])
-        gap = abs(total - delta) / max(abs(delta), 1e-12)
-        diagnostics.update(
-            attribution_sum=total,
-            logit_difference=delta,
-            completeness_gap=gap,
-            baseline_logit=float(last[0, resolved]),
-        )
-        if gap > 0.05 and abs(delta) > 1e-6:
-            notes.append(
-                f"Integrated Gradients: attributions sum to {total:.4g} but f(x) − f(baseline)"
-                f" = {delta:.4g} ({100 * gap:.0f} % apart); increase steps."
-            )
-    elif method == "smoothgrad":
-        from .gradients import auto_batch
-
-        forward = get_engine(model, "forward", {})
-        logits = forward(batch).numpy()[0]
-        resolved = int(np.argmax(logits)) if t[0] < 0 else int(t[0])
-        spread = float(x.max() - x.min())
-        if spread == 0:
-            spread = 1.0
-            notes.append("The input is constant; SmoothGrad noise σ is relative to 1.")
-        sigma = params["noise"] * spread
-        size = auto_batch(graph, x.shape, params.get("batch_size"))
-        grad = engine(batch, params["samples"], sigma, params["seed"], resolved, size)
-        attribution = grad[0].sum(axis=-1)
-        diagnostics["sigma"] = sigma
-    elif method == "occlusion":
-        from .gradients import auto_batch, occlusion
-
-        rows, cols = x.shape[:2]
-        window = params["window"] or max(2, int(round(min(rows, cols) / 8)))
-        stride = params["stride"] or max(1, window // 2)
-        size = auto_batch(graph, x.shape, params.get("batch_size")) * 3
-        attribution, logits, resolved, n = occlusion(
-            engine, batch, int(t[0]), window, stride, params["fill"], size
-        )
-        logits = logits[0]
-        diagnostics.update(window=window, stride=stride, windows=n)
-    elif method_info(method).family == "cam":
-        from .cam import layer_name
-
-        cam, logits, resolved, low = engine(batch, t)
-        attribution = cam.numpy()[0, ..., 0]
-        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
-        layer = layer_name(graph, engine.key)
-        diagnostics["feature_shape"] = tuple(int(v) for v in low.shape[1:3])
-    else:  # LRP family
-        low, high = 0.0, 1.0
-        if method == "deep_taylor":
-            low = (
-                params["low"]
-                if params["low"] is not None
-                else (domain[0] if domain else float(x.min()))
-            )
-            high = (
-                params["high"]
-                if params["high"] is not None
-                else (domain[1] if domain else float(x.max()))
-            )
-            if high <= low:
-                high = low + 1.0
-            if params["low"] is None and domain is None:
-                notes.append(
-                    f"Deep Taylor bounds taken from the input's own range [{low:.4g}, "
-                    f"{high:.4g}]; pass low= and high= for the model's true input domain."
-                )
-            if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
-                notes.append(
-                    f"The input has values outside [low, high] = [{low:g}, {high:g}]; the "
-                    "zᴮ rule assumes low ≤ x ≤ high."
-                )
-            diagnostics.update(low=low, high=high)
-        relevance, logits, resolved = engine(
-            batch, t, tf.constant(low, tf.float32), tf.constant(high, tf.float32)
-        )
-        attribution = relevance.numpy()[0].sum(axis=-1)
-        logits, resolved = logits.numpy()[0], int(resolved.numpy()[0])
-        diagnostics["relevance_sum"] = float(attribution.sum())
-        diagnostics["rules"] = engine.composite.name
-        _, merged = get_lrp_graph(model)
-        if merged:
-            diagnostics["folded_batchnorm"] = merged
-    return RawMap(
-        map=np.asarray(attribution, dtype=np.float32),
-        logits=np.asarray(logits, dtype=np.float32),
-        target=int(resolved),
-        diagnostics=diagnostics,
-        notes=notes,
-        layer=layer,
+    run = _Run(
+        model=model,
+        method=method,
+        x=np.asarray(x, dtype=np.float32),
+        target=np.array([-1 if target is None else int(target)], dtype=np.int32),
+        params=params,
+        domain=domain,
+        engine=get_engine(model, method, params),
+        graph=get_graph(model),
     )
+    runner = _RUNNERS.get(method) or _RUNNERS[method_info(method).family]
+    return runner(run)
 
 
 def attribute(model, x, method: str, target=None, **params):

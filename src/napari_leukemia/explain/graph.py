@@ -441,164 +441,165 @@ class _Builder:
 
     # ------------------------------------------------------------------ classification
     def add(self, node, layer, in_keys, out_key):
-        keras = keras_module()
-        L = keras.layers
-        name, type_name = layer.name, type(layer).__name__
-        plain = _plain_forward(node, layer)
-        shape = self.shapes.get(out_key)
-
-        def op(kind, forward=plain, inputs=in_keys, output=out_key, **kw):
-            self.ops.append(Op(name, type_name, kind, tuple(inputs), output, forward, **kw))
-
-        def linear_then_activation(linear, inputs=in_keys, op_name=name, **kw):
-            activation = getattr(layer, "activation", None)
-            act = _activation_name(activation) if activation is not None else "linear"
-            if act == "linear":
-                self.ops.append(
-                    Op(
-                        op_name,
-                        type_name,
-                        LINEAR,
-                        tuple(inputs),
-                        out_key,
-                        _linear_forward(linear),
-                        linear=linear,
-                        **kw,
-                    )
-                )
+        """Translate one Keras layer call into ops: the first matching table row wins."""
+        site = _Site(self, layer, tuple(in_keys), out_key, _plain_forward(node, layer))
+        for layer_types, translate in _layer_table():
+            if isinstance(layer, layer_types):
+                translate(site)
                 return
-            mid = self.new_key(shape)
-            self.ops.append(
-                Op(
-                    op_name,
-                    type_name,
-                    LINEAR,
-                    tuple(inputs),
-                    mid,
-                    _linear_forward(linear),
-                    linear=linear,
-                    **kw,
-                )
-            )
-            self.ops.append(
-                Op(
-                    f"{name}/activation",
-                    type_name,
-                    ACTIVATION,
-                    (mid,),
-                    out_key,
-                    _activation_forward(activation),
-                    activation=act,
-                )
-            )
+        site.op(OPAQUE, reason="no LRP rule for this layer type")
 
-        transposed = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-        if isinstance(layer, transposed):
-            op(OPAQUE, reason="transposed convolutions have no LRP rule here")
-        elif isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-            linear_then_activation(ConvLinear(layer), spatial=True)
-        elif isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-            linear_then_activation(DepthwiseLinear(layer), spatial=True)
-        elif isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-            depthwise = DepthwiseLinear(layer, "depthwise_kernel", bias=False)
-            mid = self.new_key()
-            self.ops.append(
-                Op(
-                    f"{name}/depthwise",
-                    type_name,
-                    LINEAR,
-                    tuple(in_keys),
-                    mid,
-                    _linear_forward(depthwise),
-                    linear=depthwise,
-                    spatial=True,
-                )
+
+@dataclass
+class _Site:
+    """One layer call being translated: where its ops go and how to make them."""
+
+    builder: _Builder
+    layer: Any
+    inputs: tuple
+    output: Any
+    plain: Any
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def type_name(self) -> str:
+        return type(self.layer).__name__
+
+    def op(self, kind, **kw):
+        """One op computing the layer as Keras does (the plain forward)."""
+        self.builder.ops.append(
+            Op(self.name, self.type_name, kind, self.inputs, self.output, self.plain, **kw)
+        )
+
+    def linear(self, linear, inputs=None, output=None, name=None, **kw):
+        """A linear op computed from `linear`'s (possibly folded) parameters."""
+        self.builder.ops.append(
+            Op(
+                name or self.name,
+                self.type_name,
+                LINEAR,
+                self.inputs if inputs is None else tuple(inputs),
+                self.output if output is None else output,
+                _linear_forward(linear),
+                linear=linear,
+                **kw,
             )
-            linear_then_activation(PointwiseLinear(layer), inputs=[mid], spatial=True)
-        elif isinstance(layer, L.Dense):
-            linear_then_activation(DenseLinear(layer))
-        elif isinstance(layer, L.BatchNormalization):
-            axis = layer.axis
-            if isinstance(axis, (list, tuple)):
-                if len(axis) != 1:
-                    op(OPAQUE, reason="batch normalization over several axes")
-                    return
-                axis = axis[0]
-            rank = len(shape) if shape is not None else None
-            if rank is not None and axis == rank - 1:
-                axis = -1
-            op(LINEAR, linear=AffineLinear(layer, axis))
-        elif isinstance(layer, L.Rescaling):
-            op(LINEAR, linear=AffineLinear(layer, -1))
-        elif isinstance(layer, L.Activation):
-            op(ACTIVATION, activation=_activation_name(layer.activation))
-        elif isinstance(layer, L.ReLU):
-            slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
-            op(ACTIVATION, activation="relu" if slope == 0 else "leaky_relu")
-        elif isinstance(layer, L.LeakyReLU):
-            op(ACTIVATION, activation="leaky_relu")
-        elif isinstance(layer, L.ELU):
-            op(ACTIVATION, activation="elu")
-        elif isinstance(layer, L.Softmax):
-            op(ACTIVATION, activation="softmax")
-        elif isinstance(
-            layer,
-            (
-                L.Dropout,
-                L.SpatialDropout1D,
-                L.SpatialDropout2D,
-                L.SpatialDropout3D,
-                L.GaussianNoise,
-                L.GaussianDropout,
-                L.AlphaDropout,
-                L.ActivityRegularization,
-                L.Identity,
-            ),
-        ):
-            op(IDENTITY)
-        elif isinstance(layer, (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)):
-            op(ROUTE)
-        elif isinstance(layer, (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D)):
-            op(ROUTE, collapses=True)
-        elif isinstance(
-            layer,
-            (
-                L.AveragePooling1D,
-                L.AveragePooling2D,
-                L.AveragePooling3D,
-                L.UpSampling1D,
-                L.UpSampling2D,
-                L.UpSampling3D,
-            ),
-        ):
-            op(LINEAR, linear=PoolLinear(layer))
-        elif isinstance(
-            layer, (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
-        ):
-            op(LINEAR, linear=PoolLinear(layer), collapses=True)
-        elif isinstance(layer, (L.Flatten, L.Reshape)):
-            op(ROUTE, collapses=True)
-        elif isinstance(
-            layer,
-            (
-                L.Permute,
-                L.ZeroPadding1D,
-                L.ZeroPadding2D,
-                L.ZeroPadding3D,
-                L.Cropping1D,
-                L.Cropping2D,
-                L.Cropping3D,
-                L.Concatenate,
-                L.RepeatVector,
-            ),
-        ):
-            op(ROUTE)
-        elif isinstance(layer, L.Add):
-            op(LINEAR, linear=SumLinear())
-        elif isinstance(layer, L.Average):
-            op(LINEAR, linear=SumLinear(mean=True))
-        else:
-            op(OPAQUE, reason="no LRP rule for this layer type")
+        )
+
+    def linear_then_activation(self, linear, inputs=None, **kw):
+        """A conv/dense layer: its linear part, then its fused activation as its own op."""
+        activation = getattr(self.layer, "activation", None)
+        act = _activation_name(activation) if activation is not None else "linear"
+        if act == "linear":
+            self.linear(linear, inputs, **kw)
+            return
+        mid = self.builder.new_key(self.builder.shapes.get(self.output))
+        self.linear(linear, inputs, output=mid, **kw)
+        self.builder.ops.append(
+            Op(
+                f"{self.name}/activation",
+                self.type_name,
+                ACTIVATION,
+                (mid,),
+                self.output,
+                _activation_forward(activation),
+                activation=act,
+            )
+        )
+
+
+def _separable(site: _Site) -> None:
+    depthwise = DepthwiseLinear(site.layer, "depthwise_kernel", bias=False)
+    mid = site.builder.new_key()
+    site.linear(depthwise, output=mid, name=f"{site.name}/depthwise", spatial=True)
+    site.linear_then_activation(PointwiseLinear(site.layer), inputs=[mid], spatial=True)
+
+
+def _batch_norm(site: _Site) -> None:
+    axis = site.layer.axis
+    if isinstance(axis, list | tuple):
+        if len(axis) != 1:
+            site.op(OPAQUE, reason="batch normalization over several axes")
+            return
+        axis = axis[0]
+    shape = site.builder.shapes.get(site.output)
+    if shape is not None and axis == len(shape) - 1:
+        axis = -1
+    site.op(LINEAR, linear=AffineLinear(site.layer, axis))
+
+
+def _relu(site: _Site) -> None:
+    slope = float(getattr(site.layer, "negative_slope", 0.0) or 0.0)
+    site.op(ACTIVATION, activation="relu" if slope == 0 else "leaky_relu")
+
+
+def _named(kind, **kw):
+    """A translator that adds one plain op of `kind`."""
+    return lambda site: site.op(kind, **kw)
+
+
+@functools.cache
+def _layer_table() -> tuple:
+    """(Keras layer types, translator) rows, checked in order (Zennit's layer map)."""
+    L = keras_module().layers
+
+    def types(*names):
+        return tuple(getattr(L, n) for n in names if hasattr(L, n))
+
+    def dims(stem, ds=(1, 2, 3)):
+        return types(*(stem.format(d) for d in ds))
+
+    return (
+        (
+            dims("Conv{}DTranspose"),
+            _named(OPAQUE, reason="transposed convolutions have no LRP rule here"),
+        ),
+        (dims("Conv{}D"), lambda s: s.linear_then_activation(ConvLinear(s.layer), spatial=True)),
+        (
+            dims("DepthwiseConv{}D", (1, 2)),
+            lambda s: s.linear_then_activation(DepthwiseLinear(s.layer), spatial=True),
+        ),
+        (dims("SeparableConv{}D", (1, 2)), _separable),
+        (types("Dense"), lambda s: s.linear_then_activation(DenseLinear(s.layer))),
+        (types("BatchNormalization"), _batch_norm),
+        (types("Rescaling"), lambda s: s.op(LINEAR, linear=AffineLinear(s.layer, -1))),
+        (
+            types("Activation"),
+            lambda s: s.op(ACTIVATION, activation=_activation_name(s.layer.activation)),
+        ),
+        (types("ReLU"), _relu),
+        (types("LeakyReLU"), _named(ACTIVATION, activation="leaky_relu")),
+        (types("ELU"), _named(ACTIVATION, activation="elu")),
+        (types("Softmax"), _named(ACTIVATION, activation="softmax")),
+        (
+            types("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout")
+            + dims("SpatialDropout{}D")
+            + types("ActivityRegularization", "Identity"),
+            _named(IDENTITY),
+        ),
+        (dims("MaxPooling{}D"), _named(ROUTE)),
+        (dims("GlobalMaxPooling{}D"), _named(ROUTE, collapses=True)),
+        (
+            dims("AveragePooling{}D") + dims("UpSampling{}D"),
+            lambda s: s.op(LINEAR, linear=PoolLinear(s.layer)),
+        ),
+        (
+            dims("GlobalAveragePooling{}D"),
+            lambda s: s.op(LINEAR, linear=PoolLinear(s.layer), collapses=True),
+        ),
+        (types("Flatten", "Reshape"), _named(ROUTE, collapses=True)),
+        (
+            types("Permute", "Concatenate", "RepeatVector")
+            + dims("ZeroPadding{}D")
+            + dims("Cropping{}D"),
+            _named(ROUTE),
+        ),
+        (types("Add"), lambda s: s.op(LINEAR, linear=SumLinear())),
+        (types("Average"), lambda s: s.op(LINEAR, linear=SumLinear(mean=True))),
+    )
 
 
 def _plain_forward(node, operation):

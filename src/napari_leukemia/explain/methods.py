@@ -273,59 +273,71 @@ def _float(name, value, low=None, strict=False):
     return value
 
 
+def _optional(check):
+    """`check`, except that None stays None (a parameter whose None means "automatic")."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _baseline(name, value):
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return _float(name, value)
+    array = np.asarray(value, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ExplainError(f"{name} must be finite.")
+    return array
+
+
+def _layer_name(name, value):
+    if value is not None and not isinstance(value, str):
+        raise ExplainError(f"{name} must be a layer name (str) or None, got {value!r}.")
+    return value
+
+
+#: How each parameter's value is checked and normalised, by parameter name.
+PARAM_CHECKS = {
+    "batch_size": _optional(_int),
+    "steps": _int,
+    "baseline": _baseline,
+    "samples": _int,
+    "noise": lambda n, v: _float(n, v, 0.0),
+    "seed": lambda n, v: _int(n, v, 0),
+    "epsilon": lambda n, v: _float(n, v, 0.0, strict=True),
+    "alpha": lambda n, v: _float(n, v, 0.0),
+    "beta": lambda n, v: _float(n, v, 0.0),
+    "low": _optional(_float),
+    "high": _optional(_float),
+    "layer": _layer_name,
+    "window": _optional(_int),
+    "stride": _optional(_int),
+    "fill": _optional(_float),
+}
+
+
+def _alpha_and_beta(values):
+    if values["alpha"] == 0 and values["beta"] == 0:
+        raise ExplainError("alpha and beta cannot both be 0 (the map would be empty).")
+
+
+def _low_below_high(values):
+    low, high = values["low"], values["high"]
+    if low is not None and high is not None and low >= high:
+        raise ExplainError(f"low must be below high, got low={low}, high={high}.")
+
+
+#: Checks that involve several parameters of one method.
+JOINT_CHECKS = {"lrp_alpha_beta": _alpha_and_beta, "deep_taylor": _low_below_high}
+
+
 def resolve_params(method: str, params: dict) -> dict:
     """Defaults filled in and every value checked; unknown names raise `ExplainError`."""
-    info = method_info(method)
-    known = info.defaults()
+    known = method_info(method).defaults()
     unknown = sorted(set(params) - set(known))
     if unknown:
         valid = ", ".join(known) if known else "none"
         raise ExplainError(
             f"{method} has no parameter(s) {', '.join(unknown)}; its parameters are: {valid}."
         )
-    values = {**known, **params}
-    if "batch_size" in values and values["batch_size"] is not None:
-        values["batch_size"] = _int("batch_size", values["batch_size"])
-    if method == "integrated_gradients":
-        values["steps"] = _int("steps", values["steps"])
-        baseline = values["baseline"]
-        if isinstance(baseline, Real) and not isinstance(baseline, bool):
-            values["baseline"] = _float("baseline", baseline)
-        else:
-            array = np.asarray(baseline, dtype=np.float32)
-            if not np.all(np.isfinite(array)):
-                raise ExplainError("baseline must be finite.")
-            values["baseline"] = array
-    elif method == "smoothgrad":
-        values["samples"] = _int("samples", values["samples"])
-        values["noise"] = _float("noise", values["noise"], 0.0)
-        values["seed"] = _int("seed", values["seed"], 0)
-    elif method == "lrp_epsilon":
-        values["epsilon"] = _float("epsilon", values["epsilon"], 0.0, strict=True)
-    elif method == "lrp_alpha_beta":
-        values["alpha"] = _float("alpha", values["alpha"], 0.0)
-        values["beta"] = _float("beta", values["beta"], 0.0)
-        if values["alpha"] == 0 and values["beta"] == 0:
-            raise ExplainError("alpha and beta cannot both be 0 (the map would be empty).")
-    elif method == "deep_taylor":
-        for name in ("low", "high"):
-            if values[name] is not None:
-                values[name] = _float(name, values[name])
-        low, high = values["low"], values["high"]
-        if low is not None and high is not None and low >= high:
-            raise ExplainError(
-                f"low must be below high, got low={values['low']}, high={values['high']}."
-            )
-    elif method in ("grad_cam", "grad_cam_pp"):
-        if values["layer"] is not None and not isinstance(values["layer"], str):
-            raise ExplainError(
-                f"layer must be a layer name (str) or None, got {values['layer']!r}."
-            )
-    elif method == "occlusion":
-        if values["window"] is not None:
-            values["window"] = _int("window", values["window"])
-        if values["stride"] is not None:
-            values["stride"] = _int("stride", values["stride"])
-        if values["fill"] is not None:
-            values["fill"] = _float("fill", values["fill"])
+    values = {name: PARAM_CHECKS[name](name, v) for name, v in {**known, **params}.items()}
+    if method in JOINT_CHECKS:
+        JOINT_CHECKS[method](values)
     return values

@@ -118,57 +118,62 @@ def _effective_terms(rule_terms, weightless: bool, nonneg: bool, has_bias: bool)
     return terms
 
 
+#: How a rule term modifies the layer's inputs (Zennit's input modifiers).
+_INPUT_FORMS = {
+    "x": tf.identity,
+    "x+": tf.nn.relu,
+    "x-": lambda x: tf.minimum(x, 0.0),
+}
+
+
+def _term_inputs(term, xs, bounds, op, rule):
+    """The (watched) input tensors of one term: modified inputs, or the zᴮ bounds."""
+    if term.input in ("low", "high"):
+        if bounds is None:
+            raise ValueError(f"{rule.name} needs input bounds at {op.name!r}.")
+        return [tf.identity(b[0] if term.input == "low" else b[1]) for b in bounds]
+    return [_INPUT_FORMS[term.input](x) for x in xs]
+
+
+def _denominator(terms, outputs, z, linear, bias):
+    """Σ sign·z_term (+ modified biases): the forward value when the rule is plain LRP-0."""
+    first = terms[0]
+    plain = len(terms) == 1 and first.input == "x" and first.weights == "w"
+    if plain and first.sign == 1.0 and (first.bias or bias is None):
+        return z  # the forward pass already computed it
+    denominator = tf.add_n([t.sign * o for t, o in zip(terms, outputs, strict=True)])
+    biased = [t.sign * _modify_weights(t.weights, bias) for t in terms if t.bias]
+    return linear.add_bias(denominator, tf.add_n(biased)) if biased else denominator
+
+
+def _add(total, part):
+    return part if total is None else total + part
+
+
 def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None):
     """Relevance of each input of a linear op under `rule` (the gradient trick)."""
     linear = op.linear
     kernel, bias = linear.params()
     contributions = [None] * len(xs)
     for group in rule.groups:
-        if group.weight == 0:
-            continue
         terms = _effective_terms(group.terms, linear.weightless, nonneg, bias is not None)
-        if not terms:
+        if group.weight == 0 or not terms:
             continue
-        inputs = []
-        for term in terms:
-            if term.input in ("low", "high"):
-                if bounds is None:
-                    raise ValueError(f"{rule.name} needs input bounds at {op.name!r}.")
-                chosen = [b[0] if term.input == "low" else b[1] for b in bounds]
-                inputs.append([tf.identity(v) for v in chosen])
-            elif term.input == "x+":
-                inputs.append([tf.nn.relu(x) for x in xs])
-            elif term.input == "x-":
-                inputs.append([tf.minimum(x, 0.0) for x in xs])
-            else:
-                inputs.append([tf.identity(x) for x in xs])
+        inputs = [_term_inputs(term, xs, bounds, op, rule) for term in terms]
         kernels = [_modify_weights(t.weights, kernel) for t in terms]
-        with tf.GradientTape() as tape:
-            for group_inputs in inputs:
-                for value in group_inputs:
-                    tape.watch(value)
-            outputs = [linear.apply(i, k) for i, k in zip(inputs, kernels, strict=True)]
-        plain = len(terms) == 1 and terms[0].input == "x" and terms[0].weights == "w"
-        plain = plain and terms[0].sign == 1.0 and (terms[0].bias or bias is None)
-        if plain:
-            denominator = z  # the forward pass already computed it
-        else:
-            denominator = tf.add_n([t.sign * o for t, o in zip(terms, outputs, strict=True)])
-            biased = [t.sign * _modify_weights(t.weights, bias) for t in terms if t.bias]
-            if biased:
-                denominator = linear.add_bias(denominator, tf.add_n(biased))
-        scaled = group.weight * relevance / stabilize(denominator, rule.epsilon)
         sources = [value for group_inputs in inputs for value in group_inputs]
-        grads = tape.gradient(outputs, sources, output_gradients=[scaled] * len(outputs))
-        index = 0
+        with tf.GradientTape() as tape:
+            for value in sources:
+                tape.watch(value)
+            outputs = [linear.apply(i, k) for i, k in zip(inputs, kernels, strict=True)]
+        denominator = _denominator(terms, outputs, z, linear, bias)
+        scaled = group.weight * relevance / stabilize(denominator, rule.epsilon)
+        grads = iter(tape.gradient(outputs, sources, output_gradients=[scaled] * len(outputs)))
         for term, group_inputs in zip(terms, inputs, strict=True):
             for j, value in enumerate(group_inputs):
-                grad = grads[index]
-                index += 1
-                if grad is None:
-                    continue
-                part = term.sign * value * grad
-                contributions[j] = part if contributions[j] is None else contributions[j] + part
+                grad = next(grads)
+                if grad is not None:
+                    contributions[j] = _add(contributions[j], term.sign * value * grad)
     return contributions
 
 
