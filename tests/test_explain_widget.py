@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from napari_leukemia._widgets import explain_widget, selection
+from napari_leukemia._widgets import explain_widget, selection, workers
 from napari_leukemia._widgets.explain_widget import ExplainWidget
 from napari_leukemia.cells import detect_cells
 from napari_leukemia.synthetic import make_smear
@@ -67,6 +67,7 @@ def messages(monkeypatch):
     told = {"error": [], "warning": [], "info": []}
     for kind in told:
         monkeypatch.setattr(explain_widget, f"show_{kind}", told[kind].append)
+    monkeypatch.setattr(workers, "show_error", told["error"].append)
     return told
 
 

@@ -144,17 +144,23 @@ def suggest_labels(
     1. **Optical density.** The lit slide is estimated from the brightest pixels and,
        to absorb uneven illumination, a low-order polynomial is fitted to the
        unstained pixels; ``OD = -ln(I / I_slide)`` per RGB channel (Beer-Lambert), so
-       colours are measured relative to the slide and not to one stain's look.
-    2. **Stained pixels**: summed OD above the lower of two multi-Otsu thresholds,
-       extended by hysteresis to fainter attached pixels (pale cytoplasm).
+       colours are measured relative to the slide and not to one stain's look (a
+       camera white balance or a uniform stain tint cancels out).
+    2. **Stained pixels**: dense pixels (summed OD above the lower of two multi-Otsu
+       thresholds) grown by hysteresis through attached fainter pixels down to the
+       lower of `hysteresis` times that threshold and a *faint* threshold: Otsu's
+       threshold of the log density, which sits just above the slide's own level
+       whatever the stain's strength, so pale cytoplasm next to a very dark nucleus
+       is kept. The unstained pixels for the illumination fit lie below it too.
     3. **Nuclei**: the nuclear dyes (azure / methylene blue / haematoxylin) absorb green
        but transmit blue, while red cells and most cytoplasm absorb both, so the
        nuclear score is ``OD_green - OD_blue``. Seeds come from Otsu's threshold of the
        score over stained pixels, kept only when the seed class is at least
-       `min_contrast` times stronger than the rest and differs in hue by at least
-       `min_angle` degrees (overlapping red cells are darker but not differently
-       coloured); otherwise the field has no nuclei and every stained object is a
-       red cell. Seeds closer than `lobe_gap`
+       `min_contrast` times stronger than the rest and, unless it is twice that
+       strong, differs in hue from the other dense pixels by at least `min_angle`
+       degrees (two overlapping red cells are about twice as dense as one and not
+       differently coloured); otherwise the field has no nuclei and every stained
+       object is a red cell. Seeds closer than `lobe_gap`
        nucleus radii are one cell (lobed nuclei). Inside each cell the nucleus is
        re-thresholded with Li's minimum cross-entropy rule and holes are filled.
     4. **Cells vs red cells** (shape): stained pixels are split by a watershed of the
@@ -173,22 +179,22 @@ def suggest_labels(
     image : (rows, cols[, 3|4]) array, any integer or float dtype
         A 2-D RGB (or RGBA, composited over white) bright-field image. Grayscale is
         accepted but nuclei are then found from density alone.
-    sigma : float, pixels, >= 0
+    sigma : float, pixels, in [0, 25]
         Gaussian smoothing of the optical density before thresholding.
     background_order : int in {0, 1, 2}
         Degree of the polynomial fitted to the slide illumination (0 = constant).
     hysteresis : float in (0, 1]
-        Fainter pixels down to this fraction of the stain threshold join stained
-        regions they touch; 1 disables it.
-    min_contrast : float, >= 1
+        Fainter pixels down to this fraction of the dense threshold (or the faint
+        threshold, when lower) join stained regions they touch.
+    min_contrast : float in [1, 100]
         Minimum ratio of mean nuclear score, seeds vs other stained pixels, to accept
         that the field contains nuclei.
-    min_angle : float, degrees, >= 0
+    min_angle : float, degrees, in [0, 90]
         Minimum angle between the median OD colour directions of seeds and of other
         stained pixels (ignored for grayscale images).
-    lobe_gap : float, >= 0
+    lobe_gap : float in [0, 10]
         Nucleus pieces within this many (largest) nucleus radii form one cell.
-    max_cytoplasm : float, > 0
+    max_cytoplasm : float in (0, 10]
         Cytoplasm reach beyond the nucleus, in equivalent nucleus radii of the cell
         (a bound on the nucleus : cytoplasm ratio; 1.5 covers neutrophils and
         monocytes).
@@ -199,6 +205,13 @@ def suggest_labels(
         Codes of :data:`MORPHOLOGY_CLASSES`: 1 nucleus, 2 cytoplasm, 3 vacuole,
         4 red blood cell, 5 background. Every pixel gets a code (no 0).
 
+    Raises
+    ------
+    ImageError
+        If `image` is not one 2-D grey or RGB(A) plane.
+    ValueError
+        If a parameter is not a number within its range (the message names it).
+
     Notes
     -----
     Known limits: where red cells press against a leukocyte with the same colour and
@@ -207,19 +220,13 @@ def suggest_labels(
     stain debris may be drawn as small nuclei. Correct these with the brush.
     """
     check_2d(image)
-    for name, value, low in (
-        ("sigma", sigma, 0.0),
-        ("min_contrast", min_contrast, 1.0),
-        ("min_angle", min_angle, 0.0),
-        ("lobe_gap", lobe_gap, 0.0),
-    ):
-        if not np.isfinite(value) or value < low:
-            raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}.")
-    if not 0.0 < hysteresis <= 1.0:
-        raise ValueError(f"hysteresis must be within (0, 1], got {hysteresis!r}.")
-    if not max_cytoplasm > 0:
-        raise ValueError(f"max_cytoplasm must be > 0, got {max_cytoplasm!r}.")
-    if background_order not in (0, 1, 2):
+    _check_range("sigma", sigma, 0.0, _MAX_SIGMA)
+    _check_range("min_contrast", min_contrast, 1.0, 100.0)
+    _check_range("min_angle", min_angle, 0.0, 90.0)
+    _check_range("lobe_gap", lobe_gap, 0.0, 10.0)
+    _check_range("hysteresis", hysteresis, 0.0, 1.0, open_low=True)
+    _check_range("max_cytoplasm", max_cytoplasm, 0.0, 10.0, open_low=True)
+    if isinstance(background_order, bool) or background_order not in (0, 1, 2):
         raise ValueError(f"background_order must be 0, 1 or 2, got {background_order!r}.")
 
     rgb = as_rgb(image)
@@ -229,14 +236,16 @@ def suggest_labels(
     if float(np.ptp(density)) < 0.05 or min(density.shape) < 4:
         return out  # blank or constant field
 
-    stained_raw = _stained(density, float(hysteresis))
-    if stained_raw is None:
+    found = _stained(density, float(hysteresis))
+    if found is None:
         return out
+    stained_raw, dense = found
     stained = ndi.binary_fill_holes(stained_raw)
     grey = float(np.ptp(rgb, axis=-1).max()) < 2.0 / 255.0
     score = density if grey else np.clip(od[..., 1] - od[..., 2], 0.0, None)
 
-    seeds = _nucleus_seeds(score, od, stained, float(min_contrast), 0.0 if grey else min_angle)
+    angle = 0.0 if grey else float(min_angle)
+    seeds = _nucleus_seeds(score, od, stained, dense, float(min_contrast), angle)
     if seeds is None:
         out[stained] = _RBC
         return out
@@ -254,6 +263,20 @@ def suggest_labels(
     return out
 
 
+#: Largest accepted smoothing, pixels: far beyond a nucleus radius, it blurs cells away.
+_MAX_SIGMA = 25.0
+
+
+def _check_range(name, value, low, high, open_low=False) -> None:
+    """Raise ValueError unless `value` is a real number in [low, high] (or (low, high])."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    inside = (value > low if open_low else value >= low) and value <= high
+    if not (np.isfinite(value) and inside):
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be within {bracket}{low:g}, {high:g}], got {value!r}.")
+
+
 def _optical_density(rgb: np.ndarray, sigma: float, order: int) -> np.ndarray:
     """Per-channel optical density relative to the (fitted) slide illumination, >= 0."""
     rgb = np.clip(rgb, 1.0 / 255.0, 1.0)
@@ -262,10 +285,8 @@ def _optical_density(rgb: np.ndarray, sigma: float, order: int) -> np.ndarray:
     od = np.clip(-np.log(rgb / slide), 0.0, None)
     if order > 0:
         density = od.sum(axis=-1)
-        try:
-            t = float(filters.threshold_multiotsu(density, 3)[0])
-        except ValueError:
-            t = float(density.mean())
+        thresholds = _stain_thresholds(density)
+        t = thresholds[0] if thresholds is not None else float(density.mean())
         clear = ~ndi.binary_dilation(density > t, iterations=3)
         field = _fit_illumination(rgb, clear, order)
         if field is not None:
@@ -296,18 +317,40 @@ def _fit_illumination(rgb: np.ndarray, clear: np.ndarray, order: int) -> np.ndar
     return np.clip(field, 1.0 / 255.0, 1.0)
 
 
-def _stained(density: np.ndarray, hysteresis: float) -> np.ndarray | None:
-    """Stained pixels: multi-Otsu lower threshold plus hysteresis; None if impossible."""
+#: Optical density added before taking logarithms: about one grey level per channel.
+_OD_FLOOR = 0.02
+
+
+def _stain_thresholds(density: np.ndarray) -> tuple[float, float] | None:
+    """Summed-OD thresholds (faint, dense) of stained material; None if impossible.
+
+    ``dense`` is the lower of two multi-Otsu thresholds (it separates the dark class,
+    nuclei and red cells, from the rest). ``faint`` is Otsu's threshold of the log
+    density, i.e. relative to the slide's own level: pale cytoplasm that a dark nucleus
+    pushes below ``dense`` stays above it, whatever the stain's strength.
+    """
     try:
-        t = float(filters.threshold_multiotsu(density, 3)[0])
+        dense = float(filters.threshold_multiotsu(density, 3)[0])
     except ValueError:
         return None
-    if hysteresis < 1.0:
-        mask = filters.apply_hysteresis_threshold(density, hysteresis * t, t)
-    else:
-        mask = density > t
+    faint = float(np.exp(filters.threshold_otsu(np.log(density + _OD_FLOOR))) - _OD_FLOOR)
+    return min(faint, dense), dense
+
+
+def _stained(density: np.ndarray, hysteresis: float):
+    """Stained pixels and the dense ones among them, or None if the field is blank.
+
+    Dense pixels seed the stained regions, which grow through attached pixels down to
+    the lower of ``hysteresis`` times the dense threshold and the faint threshold
+    (see :func:`_stain_thresholds`); unattached faint specks stay background.
+    """
+    thresholds = _stain_thresholds(density)
+    if thresholds is None:
+        return None
+    t, t_dense = thresholds
+    mask = filters.apply_hysteresis_threshold(density, min(hysteresis * t_dense, t), t_dense)
     mask = morphology.remove_small_objects(mask, max_size=20)
-    return mask if mask.any() else None
+    return (mask, mask & (density > t_dense)) if mask.any() else None
 
 
 def _hue_angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -321,7 +364,7 @@ def _hue_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 
 
-def _nucleus_seeds(score, od, stained, min_contrast, min_angle):
+def _nucleus_seeds(score, od, stained, dense, min_contrast, min_angle):
     """Seed nuclei (bool mask) and the largest seed's equivalent radius, or None."""
     values = score[stained]
     if values.size < 20 or float(np.ptp(values)) <= 0:
@@ -331,7 +374,8 @@ def _nucleus_seeds(score, od, stained, min_contrast, min_angle):
     if high.size == 0 or high.mean() < min_contrast * max(low.mean(), 1e-6):
         return None
     strong = (score > t) & stained
-    if _hue_angle(od[strong], od[stained & ~strong]) < min_angle:
+    clear_cut = high.mean() >= 2.0 * min_contrast * max(low.mean(), 1e-6)
+    if not clear_cut and _hue_angle(od[strong], od[dense & ~strong]) < min_angle:
         return None  # only darker, not differently coloured: overlapping red cells
     seeds = ndi.binary_opening(strong, morphology.disk(1))
     lab, n = ndi.label(seeds)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, create_widget
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..cells import detect_cells
 from ..images import ImageError
 from . import selection
 from .layers import image_plane, placement
+from .workers import run_in_worker
 
 if TYPE_CHECKING:
     import napari
@@ -47,18 +48,13 @@ class DetectCellsWidget(Container):
             show_error(f"Detect cells on '{layer.name}': {error}")
             return
         self._status.value = "Detecting…"
-        self._run.enabled = False
-        self.worker = create_worker(
-            detect_cells, plane, min_score=self._min_score.value, _ignore_errors=True
+        self.worker = run_in_worker(
+            functools.partial(detect_cells, plane, min_score=self._min_score.value),
+            action="Detection",
+            button=self._run,
+            status=self._status,
+            on_returned=lambda cells: self.show_cells(cells, layer),
         )
-        self.worker.returned.connect(lambda cells: self.show_cells(cells, layer))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(lambda: setattr(self._run, "enabled", True))
-        self.worker.start()
-
-    def _failed(self, error):
-        self._status.value = f"Detection failed: {error}"
-        show_error(f"Detection failed: {error}")
 
     def show_cells(self, cells, layer):
         """Add `cells` (found on `layer`) as an editable cells layer; select the first."""

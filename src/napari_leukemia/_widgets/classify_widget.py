@@ -13,12 +13,12 @@ from magicgui.widgets import (
     PushButton,
     create_widget,
 )
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_warning
 
 from ..images import ImageError
 from . import selection
 from .layers import chosen_model_path, image_plane, model_file_edit
+from .workers import preload_model, run_in_worker, waiting_message
 
 if TYPE_CHECKING:
     import napari
@@ -75,6 +75,7 @@ class ClassifyWidget(Container):
         self.run_button.changed.connect(self.run)
         self.worker = None
         self.last_record: dict | None = None
+        preload_model(self._model_path())
 
     def _model_path(self) -> Path | None:
         return chosen_model_path(self.model_file)
@@ -91,25 +92,18 @@ class ClassifyWidget(Container):
         except ImageError as error:
             show_error(f"Classify '{layer.name}': {error}")
             return
-        self.run_button.enabled = False
-        self.progress.visible = True
-        self.call.value = "Classifying…"
-        bbox = None if cell is None else cell.bbox
-        self.worker = create_worker(
-            classify_plane, plane, self._model_path(), bbox, _ignore_errors=True
+        self.call.value = waiting_message(self._model_path(), "Classifying…")
+        self.worker = run_in_worker(
+            classify_plane,
+            plane,
+            self._model_path(),
+            None if cell is None else cell.bbox,
+            action="Classification",
+            button=self.run_button,
+            progress=self.progress,
+            status=self.call,
+            on_returned=lambda result: self._show(result, layer, cell),
         )
-        self.worker.returned.connect(lambda result: self._show(result, layer, cell))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._done)
-        self.worker.start()
-
-    def _done(self):
-        self.run_button.enabled = True
-        self.progress.visible = False
-
-    def _failed(self, error):
-        self.call.value = f"Failed: {error}"
-        show_error(f"Classification failed: {error}")
 
     def _show(self, result, layer, cell):
         self.last_record = record_result(result, layer, cell)

@@ -34,7 +34,6 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.qt.threading import create_worker
 from napari.utils.colormaps import Colormap, ensure_colormap
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -43,6 +42,7 @@ from ..images import ImageError
 from ..model.backend import import_tensorflow
 from . import selection
 from .layers import chosen_model_path, image_plane, model_file_edit, placement
+from .workers import preload_model, run_in_worker, waiting_message
 
 if TYPE_CHECKING:
     import napari
@@ -244,6 +244,7 @@ class ExplainWidget(Container):
         self.last_layers: list = []
         self.last_window = None  # (image layer, (top, left, bottom, right)) for the grid
         self._told: set[str] = set()
+        preload_model(self._model_path())
 
     # -- form ----------------------------------------------------------------------
     def _build_params(self) -> None:
@@ -369,25 +370,24 @@ class ExplainWidget(Container):
         self.running = True
         self.last_layers = []
         self._told = set()
-        self.run_button.enabled = False
         self.progress.max = 0  # busy until the model is loaded
         self.progress.value = 0
-        self.progress.visible = True
-        self.status.value = "Loading the model…"
-        self.worker = create_worker(
+        self.status.value = waiting_message(model_path, "Loading the model…")
+        self.worker = run_in_worker(
             explain_methods,
             plane,
             model_path,
             target,
             None if cell is None else cell.bbox,
             jobs,
-            _progress={"total": len(jobs) + 1, "desc": "Explain"},
-            _ignore_errors=True,  # `_failed` reports them; do not re-raise in the GUI
+            action="Explain",
+            button=self.run_button,
+            progress=self.progress,
+            status=self.status,
+            total=len(jobs) + 1,
+            on_yielded=lambda item: self._on_yielded(item, context, len(jobs)),
+            on_done=self._done,
         )
-        self.worker.yielded.connect(lambda item: self._on_yielded(item, context, len(jobs)))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._done)
-        self.worker.start()
 
     def _on_yielded(self, item, context, n_methods: int) -> None:
         kind = item[0]
@@ -466,13 +466,7 @@ class ExplainWidget(Container):
             rows, cols = result.input_map.shape
             self.last_window = (layer, (top, left, top + sr * rows, left + sc * cols))
 
-    def _failed(self, error) -> None:
-        self.status.value = f"Failed: {error}"
-        show_error(f"Explain failed: {error}")
-
     def _done(self) -> None:
-        self.run_button.enabled = True
-        self.progress.visible = False
         self.running = False
         if not self.status.value.startswith("Failed"):
             added = ", ".join(lay.name for lay in self.last_layers) or "no map"

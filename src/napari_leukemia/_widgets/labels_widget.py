@@ -34,12 +34,12 @@ from magicgui.widgets import (
     PushButton,
     create_widget,
 )
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..images import ImageError
 from ..labels import MORPHOLOGY_CLASSES, MORPHOLOGY_COLORS, LabelsError
 from .layers import image_plane, placement
+from .workers import run_in_worker
 
 if TYPE_CHECKING:
     import napari
@@ -157,21 +157,6 @@ def add_class(layer, name: str, color=None) -> int:
     layer.features = pd.DataFrame({"index": values, "name": [names[v] for v in values]})
     layer.selected_label = value
     return value
-
-
-def _labels_plane(layer, viewer=None) -> np.ndarray:
-    """The displayed 2-D plane of a Labels layer."""
-    data = np.asarray(layer.data)
-    if data.ndim <= 2:
-        return data
-    leading = data.ndim - 2
-    if viewer is not None:
-        step = viewer.dims.current_step
-        offset = len(step) - data.ndim
-        index = tuple(int(np.clip(step[offset + a], 0, data.shape[a] - 1)) for a in range(leading))
-    else:
-        index = (0,) * leading
-    return data[index]
 
 
 def _mark_edits(layer) -> None:
@@ -322,21 +307,16 @@ class MorphologyLabelsWidget(Container):
         except ImageError as error:
             self._tell(f"Suggest labels for '{image.name}': {error}", error=True)
             return
-        self.suggest_button.enabled = False
-        self.progress.visible = True
         self.message.value = f"Drafting labels for '{image.name}'…"
-        self.worker = create_worker(_suggest, plane)
-        self.worker.returned.connect(lambda draft: self._show_suggestion(draft, image))
-        self.worker.errored.connect(self._suggest_failed)
-        self.worker.finished.connect(self._suggest_done)
-        self.worker.start()
-
-    def _suggest_done(self):
-        self.suggest_button.enabled = True
-        self.progress.visible = False
-
-    def _suggest_failed(self, error):
-        self._tell(f"Suggest labels failed: {error}", error=True)
+        self.worker = run_in_worker(
+            _suggest,
+            plane,
+            action="Suggest labels",
+            button=self.suggest_button,
+            progress=self.progress,
+            status=self.message,
+            on_returned=lambda draft: self._show_suggestion(draft, image),
+        )
 
     def _show_suggestion(self, draft: np.ndarray, image):
         """Add the draft; replace only the plugin's earlier, not yet edited draft."""
@@ -379,7 +359,7 @@ class MorphologyLabelsWidget(Container):
         if layer is None:
             raise ValueError("Choose a labels layer to save.")
         names = layer_label_names(layer) or None
-        return save_labels(path, _labels_plane(layer, self._viewer), names, overwrite=overwrite)
+        return save_labels(path, image_plane(layer, self._viewer), names, overwrite=overwrite)
 
     def _chosen_path(self, widget) -> Path | None:
         value = widget.value

@@ -7,13 +7,13 @@ from napari.utils.notifications import show_info
 
 
 def image_plane(layer, viewer=None) -> np.ndarray:
-    """The 2-D plane of an Image layer that the viewer currently shows.
+    """The 2-D plane of an Image or Labels layer that the viewer currently shows.
 
     Stacks and time series are reduced to the displayed plane (and the user is told);
     RGB(A) layers keep their colour axis.
     """
     data = np.asarray(layer.data)
-    spatial = 3 if layer.rgb else 2
+    spatial = 3 if getattr(layer, "rgb", False) else 2
     leading = data.ndim - spatial
     if leading <= 0:
         return data

@@ -55,7 +55,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..quantify import COLUMNS, QuantifyError, QuantifyWarning, quantify
-from .labels_widget import _ask_overwrite, _labels_plane, layer_label_names
+from .labels_widget import _ask_overwrite, layer_label_names
+from .layers import image_plane
 
 if TYPE_CHECKING:
     import napari
@@ -565,7 +566,7 @@ class RelevanceOverlapWidget(Container):
             self.message.value = text
             self._tell([text], "error")
             return self.table
-        labels = _labels_plane(labels_layer, self._viewer)
+        labels = image_plane(labels_layer, self._viewer)
         maps, problems = self._collect_maps(names, labels_layer, labels.shape)
         table, notes, errors = overlap_table(
             maps,
@@ -599,7 +600,6 @@ class RelevanceOverlapWidget(Container):
 
     def _collect_maps(self, names, labels_layer, labels_shape):
         from ..images import ImageError
-        from .layers import image_plane
 
         maps, problems = {}, []
         label_image = layer_meta(labels_layer).get("image_layer")
