@@ -175,9 +175,7 @@ def zheng(folder: Path, limit: int | None, worst: int, shifts: bool) -> None:
     )
     if worst:
         order = np.argsort(np.add(nucleus, cell))[:worst]
-        listed = ", ".join(
-            f"{pairs[i][0].stem} ({nucleus[i]:.2f}/{cell[i]:.2f})" for i in order
-        )
+        listed = ", ".join(f"{pairs[i][0].stem} ({nucleus[i]:.2f}/{cell[i]:.2f})" for i in order)
         print(f"  worst (nucleus/cell): {listed}")
     if shifts:
         print(
@@ -223,8 +221,8 @@ def overlay(image: np.ndarray, draft: np.ndarray, boxes) -> np.ndarray:
     out[find_boundaries(draft, mode="inner")] = 0.0
     for r0, c0, r1, c1 in boxes:
         r1, c1 = min(r1, out.shape[0]) - 1, min(c1, out.shape[1]) - 1
-        out[r0:r1 + 1, [c0, c1]] = (0.0, 1.0, 0.0)
-        out[[r0, r1], c0:c1 + 1] = (0.0, 1.0, 0.0)
+        out[r0 : r1 + 1, [c0, c1]] = (0.0, 1.0, 0.0)
+        out[[r0, r1], c0 : c1 + 1] = (0.0, 1.0, 0.0)
     return np.hstack([image / 255.0, out])
 
 

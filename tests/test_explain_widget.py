@@ -139,10 +139,10 @@ def test_maps_are_aligned_layers_with_the_engines_values(scene, models, qtbot, m
         assert out.blending == "translucent" and 0.5 <= out.opacity < 1
         meta = out.metadata["napari_leukemia"]
         assert meta["kind"] == "attribution" and meta["method"] == method
-        assert meta["cell"] == 1 and meta["source"] == "smear"
+        assert meta["cell"] == 1 and meta["image_layer"] == "smear"
         assert meta["target"] == expected.target_name
         assert meta["logit"] == pytest.approx(expected.logit, rel=1e-4, abs=1e-6)
-        assert meta["transform"] == expected.transform.as_dict()
+        assert meta["roi_transform"] == expected.transform.as_dict()
     assert viewer.layers["LRP-ε · " + expected.target_name + " · cell 1"].metadata[
         "napari_leukemia"
     ]["params"] == {"epsilon": 0.25}
@@ -167,12 +167,13 @@ def test_rerun_replaces_its_own_layer_and_never_a_users(scene, qtbot, messages):
     run(widget, qtbot)
     (mine,) = attribution_layers(viewer)
     assert mine.name != name and user in viewer.layers
-    # re-running replaces the plugin's map (found by its metadata), in its place
+    # re-running updates the plugin's map (found by its metadata) in place
     index = viewer.layers.index(mine)
+    mine.data = np.zeros_like(mine.data)
     viewer.add_points([[1, 1]], name="on top")
     run(widget, qtbot)
     (again,) = attribution_layers(viewer)
-    assert again is not mine and viewer.layers.index(again) == index
+    assert again is mine and viewer.layers.index(again) == index and again.data.any()
     assert user in viewer.layers and np.all(user.data == 1)
     # another cell gets its own layer
     selection.select_cell(cells, 1)

@@ -110,6 +110,58 @@ def test_suggest_labels_field_without_leukocytes_has_no_nucleus():
     assert dice(draft == 4, smear.labels == 4) > 0.8
 
 
+_FALSE_NUCLEUS = pytest.mark.xfail(
+    strict=True,
+    reason="known regression of the faint stain threshold: sparse red cells with faint rims "
+    "(seed 5, density 0.4) pass the nucleus contrast and hue tests",
+)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, pytest.param(5, marks=_FALSE_NUCLEUS)])
+@pytest.mark.parametrize("stain", ["lilac", "pink"])
+def test_suggest_labels_red_cells_only_never_get_a_nucleus(seed, stain):
+    """Overlapping red cells are darker but not differently coloured: no nucleus."""
+    smear = make_smear(seed=seed, shape=(160, 160), n_leukocytes=0, rbc_density=0.4, stain=stain)
+    assert not (suggest_labels(smear.image) == 1).any()
+
+
+def test_faint_threshold_lies_between_slide_noise_and_pale_cytoplasm():
+    from napari_leukemia.labels import _stain_thresholds
+
+    rng = np.random.default_rng(0)
+    density = np.zeros((100, 100))
+    density[20:80, 20:80] = 0.3  # pale cytoplasm
+    density[26:74, 26:74] = 4.0  # dark nucleus
+    density = np.abs(density + rng.normal(0.0, 0.01, density.shape))
+    faint, dense = _stain_thresholds(density)
+    slide, cytoplasm = density[density < 0.1], density[(density > 0.1) & (density < 1.0)]
+    assert slide.max() < faint < cytoplasm.min() and faint <= dense
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(sigma=1e6), r"sigma must be within \[0, 25\]"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(sigma=float("nan")), "sigma"),
+        (dict(sigma="2"), "sigma must be a number"),
+        (dict(hysteresis=0), r"hysteresis must be within \(0, 1\]"),
+        (dict(hysteresis=1.5), "hysteresis"),
+        (dict(min_contrast=0.5), "min_contrast"),
+        (dict(min_angle=180.0), "min_angle"),
+        (dict(lobe_gap=-0.1), "lobe_gap"),
+        (dict(max_cytoplasm=0.0), "max_cytoplasm"),
+        (dict(max_cytoplasm=float("inf")), "max_cytoplasm"),
+        (dict(background_order=3), "background_order"),
+        (dict(background_order=True), "background_order"),
+    ],
+)
+def test_suggest_labels_refuses_out_of_range_parameters(kwargs, match):
+    image = np.full((4000, 4000, 3), 200, np.uint8)  # checked before any pixel work
+    with pytest.raises(ValueError, match=match):
+        suggest_labels(image, **kwargs)
+
+
 def test_suggest_labels_blank_image_is_background():
     assert (suggest_labels(np.full((40, 50, 3), 230, np.uint8)) == 5).all()
 
@@ -146,7 +198,7 @@ def test_suggest_labels_on_zheng_images(shared_data):
         draft = suggest_labels(image)
         nucleus.append(dice(draft == 1, truth >= 192))
         cell.append(dice((draft >= 1) & (draft <= 3), truth >= 64))
-    # measured: nucleus 0.938, cell 0.952 on these 8 images
+    # measured (stain-robust thresholds): see benchmarks/suggest_labels_accuracy.py
     assert np.mean(nucleus) >= 0.90, nucleus
     assert np.mean(cell) >= 0.90, cell
 

@@ -173,7 +173,7 @@ def test_roi_map_uses_its_transform(setup):
     # an image-shaped map carrying its ROI transform (as the Explain widget adds it)
     field_map = np.zeros(smear.labels.shape, np.float32)
     field_map[smear.labels == 1] = 1.0
-    meta = {"napari_leukemia": {"kind": "attribution", "transform": transform.as_dict()}}
+    meta = {"napari_leukemia": {"kind": "attribution", "roi_transform": transform.as_dict()}}
     add_map(viewer, field_map, "field map", meta)
     table = widget.compute()
     assert row(table, "field map", 1)["relevance_mass"] == pytest.approx(1.0)
@@ -215,13 +215,13 @@ def test_core_reports_float_labels_and_empty_labels():
 def test_map_and_labels_of_different_named_images_are_flagged(setup):
     viewer, widget, labels, smear = setup
     labels.metadata["napari_leukemia"] = {"image_layer": "smear"}
-    meta = {"napari_leukemia": {"kind": "attribution", "source": "another field"}}
+    meta = {"napari_leukemia": {"kind": "attribution", "image_layer": "another field"}}
     add_map(viewer, smear.labels == 1, "other map", meta)
     table = widget.compute()
     assert len(table) == 5  # same shape: computed, but the user is told
     assert any("'another field'" in m and "same field" in m for m in widget.messages)
     # a preprocessed layer of the same image is the same field: no warning
-    meta = {"napari_leukemia": {"kind": "attribution", "source": "smear · unsharp mask"}}
+    meta = {"napari_leukemia": {"kind": "attribution", "image_layer": "smear · unsharp mask"}}
     viewer.layers["other map"].metadata = meta
     widget.compute()
     assert not any("same field" in m for m in widget.messages)

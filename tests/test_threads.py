@@ -131,7 +131,7 @@ def _maps(viewer, source):
         lay.name
         for lay in viewer.layers
         if lay.metadata.get("napari_leukemia", {}).get("kind") == "attribution"
-        and lay.metadata["napari_leukemia"].get("source") == source
+        and lay.metadata["napari_leukemia"].get("image_layer") == source
     )
 
 

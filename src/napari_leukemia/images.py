@@ -93,3 +93,35 @@ def is_rgb(image: np.ndarray) -> bool:
     """True when the last axis holds 3 or 4 colour channels."""
     shape = np.shape(image)
     return len(shape) == 3 and shape[-1] in (3, 4)
+
+
+def as_label_image(labels, error: type[ValueError] = ValueError, what: str = "The labels"):
+    """`labels` as a non-negative integer array (bool → uint8), or `error` saying why not.
+
+    The one check behind every function that takes a label image (quantification,
+    label files), so they accept and refuse the same things with the same words.
+    """
+    array = np.asarray(labels)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        whole = (
+            np.issubdtype(array.dtype, np.floating)
+            and np.isfinite(array).all()
+            and np.array_equal(array, np.round(array))
+        )
+        hint = (
+            " Its values are whole numbers, so `labels.astype(np.int32)` will do."
+            if whole
+            else " Its values are not whole numbers, so it is probably not a label image."
+        )
+        raise error(
+            f"{what} have dtype {array.dtype}; a label image holds integers (one class "
+            f"value per pixel, 0 = not labelled).{hint}"
+        )
+    if array.size and np.issubdtype(array.dtype, np.signedinteger) and array.min() < 0:
+        raise error(
+            f"{what} hold negative values (minimum {int(array.min())}); label values "
+            "must be >= 0 (0 = not labelled)."
+        )
+    return array

@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
 
-from .images import as_rgb, check_2d
+from .images import as_label_image, as_rgb, check_2d
 
 #: Label value → class name, as in document 003's segmentation ground truth.
 MORPHOLOGY_CLASSES: dict[int, str] = {
@@ -93,33 +93,13 @@ def label_names(
         table.update({int(k): str(v) for k, v in dict(names).items()})
     if labels is None:
         return dict(sorted(table.items()))
-    values = np.unique(_check_labels(labels, "labels"))
+    values = np.unique(_check_labels(labels))
     return {int(v): table.get(int(v), f"label {int(v)}") for v in values if v != 0}
 
 
-def _check_labels(labels, argument: str = "labels") -> np.ndarray:
-    """Return `labels` as an integer array or raise `LabelsError` saying why not."""
-    array = np.asarray(labels)
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if not np.issubdtype(array.dtype, np.integer):
-        hint = ""
-        if np.issubdtype(array.dtype, np.floating):
-            finite = np.isfinite(array).all()
-            if finite and array.size and np.array_equal(array, np.round(array)):
-                hint = " Its values are whole numbers, so `labels.astype(np.int32)` will do."
-            else:
-                hint = " Round or re-paint it; fractional label values have no meaning."
-        raise LabelsError(
-            f"{argument} has dtype {array.dtype}; a label image needs an integer dtype "
-            f"(one class value per pixel).{hint}"
-        )
-    if array.size and array.min() < 0:
-        raise LabelsError(
-            f"{argument} holds negative values (minimum {int(array.min())}); label values "
-            "must be >= 0 (0 = not labelled)."
-        )
-    return array
+def _check_labels(labels) -> np.ndarray:
+    """`labels` as an integer array, or `LabelsError` saying why not (shared check)."""
+    return as_label_image(labels, LabelsError)
 
 
 # --------------------------------------------------------------------------- suggestion

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .images import as_label_image
 from .labels import label_names as _label_names
 
 __all__ = [
@@ -112,26 +114,10 @@ def _check_map(relevance) -> np.ndarray:
 
 
 def _check_label_image(labels) -> np.ndarray:
-    array = np.asarray(labels)
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if not np.issubdtype(array.dtype, np.integer):
-        hint = " Convert it with labels.astype(np.int32) if its values are whole numbers."
-        if np.issubdtype(array.dtype, np.floating) and not (
-            np.isfinite(array).all() and np.array_equal(array, np.round(array))
-        ):
-            hint = " Its values are not whole numbers, so it is probably not a label image."
-        raise QuantifyError(
-            f"The labels have dtype {array.dtype}; a label image holds integers (one class "
-            f"value per pixel, 0 = not labelled).{hint}"
-        )
+    array = as_label_image(labels, QuantifyError)
     if array.ndim != 2:
         raise QuantifyError(
             f"The labels have shape {array.shape}; a 2-D label image (rows, cols) is needed."
-        )
-    if array.size and array.min() < 0:
-        raise QuantifyError(
-            f"The labels hold negative values (minimum {int(array.min())}); use values >= 0."
         )
     return array
 
@@ -639,26 +625,103 @@ def _item_ids(i: int, item) -> dict:
     return ids
 
 
-def _quantify_item(item, label: str, label_names, options: dict) -> pd.DataFrame:
-    """`quantify` of one item; its QuantifyWarnings are held back for one summary."""
+def _quantify_quietly(*args, **kwargs) -> tuple[pd.DataFrame, list[str]]:
+    """`quantify`, with its QuantifyWarnings returned as texts instead of shown.
+
+    Other warnings pass through unchanged. Callers that quantify many maps report the
+    held-back texts once, together.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QuantifyWarning)
-        try:
-            table = quantify(
-                item["relevance"],
-                item["labels"],
-                item.get("label_names", label_names),
-                options["threshold"],
-                sign=options["sign"],
-                transform=item.get("transform"),
-                resample=options["resample"],
-            )
-        except QuantifyError as exc:
-            raise QuantifyError(f"{label}: {exc}") from exc
+        table = quantify(*args, **kwargs)
+    held = []
     for w in caught:
-        if not issubclass(w.category, QuantifyWarning):
+        if issubclass(w.category, QuantifyWarning):
+            held.append(str(w.message))
+        else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return table, held
+
+
+def _quantify_item(item, label: str, label_names, options: dict) -> pd.DataFrame:
+    """`quantify` of one item; its QuantifyWarnings are held back for one summary."""
+    try:
+        table, _ = _quantify_quietly(
+            item["relevance"],
+            item["labels"],
+            item.get("label_names", label_names),
+            options["threshold"],
+            sign=options["sign"],
+            transform=item.get("transform"),
+            resample=options["resample"],
+        )
+    except QuantifyError as exc:
+        raise QuantifyError(f"{label}: {exc}") from exc
     return table
+
+
+def quantify_maps(
+    maps: Mapping[str, tuple[np.ndarray, Any]],
+    labels: np.ndarray,
+    names: Mapping[int, str] | None = None,
+    threshold="mean",
+    sign: str = "positive",
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Several named maps against one label image, never raising for one bad map.
+
+    What the Relevance overlap widget shows; usable from the console as well.
+
+    Parameters
+    ----------
+    maps : mapping of map name → (2-D map, ROI transform or None)
+        A map with the labels' shape is quantified as it is; any other map needs the
+        transform that places it on the labels (a map on the ROI grid).
+    labels, names, threshold, sign : as for :func:`quantify`.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        A ``map`` column then the columns of :func:`quantify`; empty (with those
+        columns) for empty labels or when every map failed.
+    notes : list of str
+        Undefined maps, empty labels, no pixel above the threshold.
+    errors : list of str
+        Maps that could not be quantified (NaN/inf, wrong shape, …), one message each.
+    """
+    lab = np.asarray(labels)
+    if lab.size == 0 or not np.any(lab):
+        note = (
+            "The labels are empty (no pixel has a value other than 0): nothing to "
+            "quantify. Paint at least one region, or use Suggest labels for a draft."
+        )
+        return empty_maps_table(), [note], []
+    notes, errors, tables = [], [], []
+    for name, (relevance, transform) in maps.items():
+        on_labels = np.shape(relevance)[:2] == np.shape(lab)
+        try:
+            table, held = _quantify_quietly(
+                relevance, lab, names or None, threshold, sign=sign,
+                transform=None if on_labels else transform,
+            )  # fmt: skip
+        except QuantifyError as exc:
+            errors.append(f"'{name}': {exc}")
+            continue
+        notes += [_named_note(name, text) for text in held]
+        table.insert(0, "map", name)
+        tables.append(table)
+    if not tables:
+        return empty_maps_table(), notes, errors
+    out = pd.concat(tables, ignore_index=True)
+    out.attrs = {"threshold_rule": str(threshold), "sign": sign}
+    return out, notes, errors
+
+
+def _named_note(name: str, text: str) -> str:
+    return f"'{name}' is undefined: {text}" if "undefined" in text else f"'{name}': {text}"
+
+
+def empty_maps_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in ("map", *COLUMNS)})
 
 
 def _warn_skipped(undefined: list, empty: list) -> None:

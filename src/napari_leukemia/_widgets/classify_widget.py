@@ -15,6 +15,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_warning
 
+from .. import layer_metadata
 from ..images import ImageError
 from . import selection
 from .layers import chosen_model_path, image_plane, model_file_edit
@@ -23,7 +24,6 @@ from .workers import preload_model, run_in_worker, waiting_message
 if TYPE_CHECKING:
     import napari
 
-PLUGIN_KEY = selection.PLUGIN_KEY
 
 
 def classify_plane(plane, model_path: Path | None, bbox):
@@ -41,7 +41,7 @@ def record_result(result, image_layer, cell: selection.SelectedCell | None) -> d
     class in its cells layer's ``features``.
     """
     record = {**result.as_dict(), "cell": None if cell is None else cell.cell_id}
-    image_layer.metadata.setdefault(PLUGIN_KEY, {})["classification"] = record
+    layer_metadata.update(image_layer, classification=record)
     if cell is not None:
         features = cell.cells_layer.features
         if "class" not in features:

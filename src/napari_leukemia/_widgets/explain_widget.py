@@ -37,18 +37,24 @@ from magicgui.widgets import (
 from napari.utils.colormaps import Colormap, ensure_colormap
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from .. import layer_metadata
 from ..explain.methods import METHODS
 from ..images import ImageError
 from ..model.backend import import_tensorflow
 from . import selection
-from .layers import chosen_model_path, image_plane, model_file_edit, placement
+from .layers import (
+    chosen_model_path,
+    image_plane,
+    model_file_edit,
+    placement,
+    update_in_place,
+)
 from .workers import preload_model, run_in_worker, waiting_message
 
 if TYPE_CHECKING:
     import napari
 
-PLUGIN_KEY = selection.PLUGIN_KEY
-KIND = "attribution"
+KIND = layer_metadata.ATTRIBUTION
 PREDICTED = "predicted"
 DEFAULT_METHODS = ("gradient_x_input", "lrp_epsilon", "grad_cam")
 
@@ -148,14 +154,14 @@ def layer_meta(result, method: str, source: str, cell, model_path) -> dict:
         "probabilities": dict(result.probabilities),
         "signed": bool(result.signed),
         "notes": list(result.notes),
-        "source": source,
+        layer_metadata.IMAGE_LAYER: source,
         "model": "bundled" if model_path is None else str(model_path),
         "params": {k: v for k, v in result.params.items() if _plain(v)},
     }
     if result.layer is not None:
         meta["layer"] = result.layer
     if result.transform is not None:
-        meta["transform"] = result.transform.as_dict()
+        meta[layer_metadata.ROI_TRANSFORM] = result.transform.as_dict()
     return meta
 
 
@@ -416,13 +422,13 @@ class ExplainWidget(Container):
         cell_id = None if cell is None else cell.cell_id
         found = []
         for lay in self._viewer.layers:
-            meta = lay.metadata.get(PLUGIN_KEY, {})
+            meta = layer_metadata.read(lay)
             if (
                 meta.get("kind") == KIND
                 and meta.get("method") == method
                 and meta.get("target") == target_name
                 and meta.get("cell") == cell_id
-                and meta.get("source") == source
+                and meta.get(layer_metadata.IMAGE_LAYER) == source
             ):
                 found.append(lay)
         return found
@@ -435,13 +441,12 @@ class ExplainWidget(Container):
         if layer not in self._viewer.layers:
             show_warning(f"'{layer.name}' was removed; the {name} map was not added.")
             return
-        # re-running replaces the plugin's own map (found by its metadata, not its name,
-        # so a user's layer called the same is never touched), keeping its place
+        # re-running updates the plugin's own map in place (found by its metadata, not
+        # its name, so a user's layer called the same is never touched)
         old = self._own_layers(method, result.target_name, cell, layer.name)
-        index = self._viewer.layers.index(old[0]) if old else None
-        for lay in old:
-            self._viewer.layers.remove(lay)
         if result.empty:
+            for lay in old:
+                self._viewer.layers.remove(lay)
             reason = result.notes[-1] if result.notes else "The map is all zero."
             removed = " (its earlier layer was removed)" if old else ""
             show_warning(f"{label} · {where}: no layer added{removed}. {reason}")
@@ -451,15 +456,18 @@ class ExplainWidget(Container):
                 self._told.add(note)
                 show_info(f"{label}: {note}")
         meta = layer_meta(result, method, layer.name, cell, context["model_path"])
-        new = self._viewer.add_image(
-            result.map,
-            name=name,
-            metadata={PLUGIN_KEY: meta},
+        kwargs = {
+            "name": name,
+            "metadata": {layer_metadata.PLUGIN_KEY: meta},
             **display_kwargs(result),
             **placement(layer),
-        )
-        if index is not None:
-            self._viewer.layers.move(self._viewer.layers.index(new), index)
+        }
+        for extra in old[1:]:
+            self._viewer.layers.remove(extra)
+        if old and update_in_place(old[0], result.map, kwargs):
+            new = old[0]
+        else:
+            new = self._viewer.add_image(result.map, **kwargs)
         self.last_layers.append(new)
         if result.transform is not None:
             (top, left), (sr, sc) = result.transform.origin, result.transform.scale

@@ -36,17 +36,19 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from .. import layer_metadata
 from ..images import ImageError
 from ..labels import MORPHOLOGY_CLASSES, MORPHOLOGY_COLORS, LabelsError
 from .layers import image_plane, placement
 from .workers import run_in_worker
 
+PLUGIN_KEY = layer_metadata.PLUGIN_KEY
+
 if TYPE_CHECKING:
     import napari
 
-PLUGIN_KEY = "napari_leukemia"
-MORPHOLOGY_KIND = "morphology_labels"
-SUGGESTED_KIND = "suggested_labels"
+MORPHOLOGY_KIND = layer_metadata.MORPHOLOGY
+SUGGESTED_KIND = layer_metadata.SUGGESTED
 
 #: Colours for classes users add, chosen to differ from the morphology colours
 #: (Okabe-Ito / Tableau hues; cycled when there are more classes).
@@ -398,7 +400,7 @@ class MorphologyLabelsWidget(Container):
         names = {**{int(v): n for v, n in names.items()}}
         meta: dict[str, Any] = {
             "kind": MORPHOLOGY_KIND,
-            "source": str(path),
+            layer_metadata.SOURCE_FILE: str(path),
             "image_shape": [int(s) for s in data.shape],
         }
         extra: dict[str, Any] = {}

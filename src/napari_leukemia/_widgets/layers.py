@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from napari.utils.notifications import show_info
 
+from .. import layer_metadata
+
 
 def image_plane(layer, viewer=None) -> np.ndarray:
     """The 2-D plane of an Image or Labels layer that the viewer currently shows.
@@ -36,18 +38,42 @@ def placement(layer) -> dict:
     return {"scale": tuple(scale), "translate": tuple(translate)}
 
 
+#: Layer properties a re-run may change, set in this order (data first, then display).
+_UPDATABLE = ("scale", "translate", "colormap", "contrast_limits", "blending", "opacity")
+
+
+def update_in_place(layer, data, kwargs: dict) -> bool:
+    """Give `layer` new data, metadata and display settings; False if it cannot take
+    them (a different kind of array: colour vs grey, other number of axes)."""
+    old = np.asarray(layer.data)
+    new = np.asarray(data)
+    if old.ndim != new.ndim or bool(kwargs.get("rgb", getattr(layer, "rgb", False))) != bool(
+        getattr(layer, "rgb", False)
+    ):
+        return False
+    layer.data = data
+    if "metadata" in kwargs:
+        layer.metadata = kwargs["metadata"]
+    for key in _UPDATABLE:
+        if key in kwargs:
+            setattr(layer, key, kwargs[key])
+    return True
+
+
 def add_or_replace(viewer, data, kwargs: dict, meta: dict, layer_type: str = "image"):
-    """Add a result layer; replace only the plugin's own earlier layer of that name.
+    """Add a result layer, or update the plugin's own earlier layer of that name in place.
 
     `meta` (with a "kind") goes to ``metadata["napari_leukemia"]``. A user's layer
     with the same name is left alone and napari gives the new layer a fresh name.
     """
+    kwargs = {**kwargs, "metadata": {layer_metadata.PLUGIN_KEY: meta}}
     name = kwargs["name"]
     if name in viewer.layers:
         old = viewer.layers[name]
-        if old.metadata.get("napari_leukemia", {}).get("kind") == meta.get("kind"):
+        if layer_metadata.kind_of(old) == meta.get("kind"):
+            if update_in_place(old, data, kwargs):
+                return old
             viewer.layers.remove(old)
-    kwargs = {**kwargs, "metadata": {"napari_leukemia": meta}}
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
 
 

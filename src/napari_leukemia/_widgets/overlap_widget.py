@@ -21,7 +21,6 @@ all-zero maps ("undefined", not drawn), maps with NaN/inf, labels of another sha
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,15 +53,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..quantify import COLUMNS, QuantifyError, QuantifyWarning, quantify
+from .. import layer_metadata
+from ..quantify import COLUMNS, empty_maps_table
+from ..quantify import quantify_maps as overlap_table
 from .labels_widget import _ask_overwrite, layer_label_names
 from .layers import image_plane
 
 if TYPE_CHECKING:
     import napari
 
-PLUGIN_KEY = "napari_leukemia"
-ATTRIBUTION_KIND = "attribution"
+PLUGIN_KEY = layer_metadata.PLUGIN_KEY
+ATTRIBUTION_KIND = layer_metadata.ATTRIBUTION
 
 #: Metrics the chart can show (columns of `quantify`).
 CHART_METRICS = ("relevant_fraction", "relevance_mass", "relevance_density")
@@ -86,98 +87,14 @@ DEBOUNCE_MS = 300
 # --------------------------------------------------------------------------- core
 
 
-def layer_meta(layer) -> dict:
-    return dict(getattr(layer, "metadata", {}).get(PLUGIN_KEY, {}) or {})
+layer_meta = layer_metadata.read
 
 
 def is_attribution_layer(layer) -> bool:
     return layer_meta(layer).get("kind") == ATTRIBUTION_KIND
 
 
-def roi_transform_of(layer):
-    """The ROI transform stored with a relevance layer, or None.
-
-    Read from ``metadata["napari_leukemia"]["roi_transform"]`` (or ``"transform"``, as
-    the Explain widget stores it), as a `RoiTransform` or its ``as_dict()`` form. It is
-    used only for maps on the ROI grid; image-shaped maps need none.
-    """
-    meta = layer_meta(layer)
-    return meta.get("roi_transform") or meta.get("transform")
-
-
-def overlap_table(
-    maps: Mapping[str, tuple[np.ndarray, Any]],
-    labels: np.ndarray,
-    names: Mapping[int, str] | None = None,
-    threshold="mean",
-    sign: str = "positive",
-) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Quantify several maps against one label image; no Qt.
-
-    Parameters
-    ----------
-    maps : mapping of map name → (2-D map, ROI transform or None)
-    labels, names, threshold, sign : as for :func:`~napari_leukemia.quantify.quantify`.
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        A ``map`` column then the columns of `quantify`; empty (with those columns) for
-        empty labels or when every map failed.
-    warnings : list of str
-        Undefined maps, empty labels, no pixel above the threshold.
-    errors : list of str
-        Maps that could not be quantified (NaN/inf, wrong shape, …), one message each.
-    """
-    notes: list[str] = []
-    errors: list[str] = []
-    tables = []
-    try:
-        lab = np.asarray(labels)
-        empty = lab.size == 0 or not np.any(lab)
-    except TypeError as exc:  # pragma: no cover - exotic array types
-        return _empty(), notes, [f"The labels cannot be read: {exc}"]
-    if empty:
-        notes.append(
-            "The labels are empty (no pixel has a value other than 0): nothing to "
-            "quantify. Paint at least one region, or use Suggest labels for a draft."
-        )
-        return _empty(), notes, errors
-    for name, (relevance, transform) in maps.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QuantifyWarning)
-            try:
-                shape_ok = np.shape(relevance)[:2] == np.shape(lab)
-                table = quantify(
-                    relevance,
-                    lab,
-                    names or None,
-                    threshold,
-                    sign=sign,
-                    transform=None if shape_ok else transform,
-                )
-            except QuantifyError as exc:
-                errors.append(f"'{name}': {exc}")
-                continue
-        for w in caught:
-            if issubclass(w.category, QuantifyWarning):
-                text = str(w.message)
-                if "undefined" in text:
-                    text = f"'{name}' is undefined: {text}"
-                else:
-                    text = f"'{name}': {text}"
-                notes.append(text)
-        table.insert(0, "map", name)
-        tables.append(table)
-    if not tables:
-        return _empty(), notes, errors
-    out = pd.concat(tables, ignore_index=True)
-    out.attrs = {"threshold_rule": str(threshold), "sign": sign}
-    return out, notes, errors
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in TABLE_COLUMNS})
+roi_transform_of = layer_metadata.roi_transform_of
 
 
 def display_value(row: Mapping, column: str) -> str:
@@ -248,7 +165,7 @@ class OverlapTablePanel(QWidget):
         layout.addWidget(self.table)
         layout.addLayout(buttons)
         self.setMinimumHeight(230)
-        self.frame = _empty()
+        self.frame = empty_maps_table()
         self._on_row_clicked = on_row_clicked
         self.table.cellClicked.connect(self._clicked)
         self.copy_button.clicked.connect(self.copy)
@@ -453,7 +370,7 @@ class RelevanceOverlapWidget(Container):
                 self.message,
             ]
         )
-        self.table = _empty()
+        self.table = empty_maps_table()
         self.table_panel = OverlapTablePanel(on_row_clicked=self.highlight_label)
         self.table_panel.show_all_button.clicked.connect(self._show_all)
         self.chart_panel = OverlapChartPanel()
@@ -614,7 +531,7 @@ class RelevanceOverlapWidget(Container):
             if transform is not None and _on_image_grid(plane, transform):
                 transform = None  # an image-shaped map (as the Explain widget adds)
             meta = layer_meta(layer)
-            source = meta.get("image_layer") or meta.get("source") or meta.get("image")
+            source = meta.get(layer_metadata.IMAGE_LAYER)
             if (
                 label_image is not None
                 and source is not None

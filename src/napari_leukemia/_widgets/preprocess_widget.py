@@ -8,7 +8,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, SpinBox, create_widget
 from napari.utils.notifications import show_error
 
-from .. import preprocess
+from .. import layer_metadata, preprocess
 from ..images import ImageError
 from .layers import add_or_replace, image_plane, placement
 
@@ -122,5 +122,5 @@ class PreprocessWidget(Container):
         kwargs = {"name": f"{layer.name} · {step}", **where}
         if result.ndim == 2:
             kwargs.update(colormap="gray", contrast_limits=(0.0, 1.0))
-        meta = {"kind": "preprocessed", "step": step, "source": layer.name}
+        meta = {"kind": layer_metadata.PREPROCESSED, "step": step, "image_layer": layer.name}
         return add_or_replace(self._viewer, result, kwargs, meta)

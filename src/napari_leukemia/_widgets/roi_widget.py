@@ -8,6 +8,7 @@ import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
+from .. import layer_metadata
 from ..images import ImageError
 from ..roi import extract_roi
 from . import selection
@@ -22,15 +23,13 @@ def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin:
     roi, transform = extract_roi(plane, cell.bbox, size=size, margin=margin)
     scale = np.asarray(image_layer.scale)[-2:]
     translate = np.asarray(image_layer.translate)[-2:]
-    meta = {
-        "napari_leukemia": {
-            "kind": "roi",
-            "source": image_layer.name,
-            "cell": cell.cell_id,
-            "bbox": list(cell.bbox),
-            "roi_transform": transform.as_dict(),
-        }
-    }
+    meta = layer_metadata.make(
+        layer_metadata.ROI,
+        image_layer=image_layer.name,
+        cell=cell.cell_id,
+        bbox=list(cell.bbox),
+        roi_transform=transform,
+    )
     kwargs = {
         "name": f"ROI · {image_layer.name} · {cell.label}",
         "scale": tuple(scale * np.asarray(transform.scale)),
@@ -77,5 +76,5 @@ class ExtractRoiWidget(Container):
         except (ImageError, ValueError) as error:
             show_error(f"Extract ROI: {error}")
             return None
-        meta = kwargs.pop("metadata")["napari_leukemia"]
+        meta = kwargs.pop("metadata")[layer_metadata.PLUGIN_KEY]
         return add_or_replace(self._viewer, data, kwargs, meta)

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
-PLUGIN_KEY = "napari_leukemia"
-CELLS_KIND = "cells"
+from ..layer_metadata import CELLS as CELLS_KIND
+from ..layer_metadata import PLUGIN_KEY, kind_of
+
 SELECTED_EDGE = "yellow"
 OTHER_EDGE = "cyan"
 
@@ -74,8 +75,7 @@ def rectangle_to_bbox(corners: np.ndarray, image_shape) -> tuple[int, int, int, 
 
 
 def is_cells_layer(layer) -> bool:
-    meta = getattr(layer, "metadata", {}).get(PLUGIN_KEY, {})
-    return meta.get("kind") == CELLS_KIND
+    return kind_of(layer) == CELLS_KIND
 
 
 def cells_layer_data(cells, image_layer_name: str) -> tuple:

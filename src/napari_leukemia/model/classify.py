@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .backend import keras_module
-from .evaluation import malignant_probability
 from .inputs import cell_input, field_inputs
-from .metadata import CLASS_NAMES, InputSpec, ModelInfo, read_info
+from .metadata import CLASS_NAMES, InputSpec, ModelInfo, malignant_probability, read_info
 
 BUNDLED_MODEL = "leukemia_default.keras"
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metadata import malignant_probability
+
 
 def classification_metrics(
     y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], benign: list[str]
@@ -53,12 +55,6 @@ def classification_metrics(
         "false_negative_rate": _ratio(fn, tp + fn),
         "malignant_confusion": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
     }
-
-
-def malignant_probability(probabilities: np.ndarray, class_names, benign) -> np.ndarray:
-    """P(malignant) = sum of the probabilities of the non-benign classes."""
-    mask = np.asarray([name not in benign for name in class_names])
-    return np.asarray(probabilities)[..., mask].sum(axis=-1)
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 CLASS_NAMES = ("Benign", "Early Pre-B", "Pre-B", "Pro-B")
 #: Dataset folder name → class name (the all4 folders are Benign/Early/Pre/Pro).
 FOLDER_TO_CLASS = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
@@ -101,3 +103,9 @@ def read_info(model_path: Path | str) -> ModelInfo | None:
         return ModelInfo.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
         raise ValueError(f"The model metadata {path} is not valid: {error}") from error
+
+
+def malignant_probability(probabilities: np.ndarray, class_names, benign) -> np.ndarray:
+    """P(malignant) = sum of the probabilities of the non-benign classes."""
+    mask = np.asarray([name not in benign for name in class_names])
+    return np.asarray(probabilities)[..., mask].sum(axis=-1)
