@@ -1,42 +1,113 @@
-"""Take the docs' screenshots from a real napari viewer (run under xvfb-run).
+"""Take the docs' screenshots from a real napari viewer at 1600x1000 (run under xvfb-run).
 
 xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+
+One screenshot per widget, each taken after using it on the demo smear, in the order
+a researcher goes: detect → ROI → classify → explain → labels → overlap → preprocess.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import napari
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 from skimage import io
 
 from napari_leukemia.demo import run_viewer
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
+SIZE = (1600, 1000)
 
 
-def settle(viewer, rounds: int = 20) -> None:
+def settle(rounds: int = 30) -> None:
     for _ in range(rounds):
         QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def wait(done, timeout: float = 300.0) -> None:
+    start = time.time()
+    while not done():
+        QApplication.processEvents()
+        time.sleep(0.01)
+        if time.time() - start > timeout:
+            raise TimeoutError("the widget did not finish")
+
+
+def show_tab(viewer, name: str) -> None:
+    """Raise the dock widget `name` (the docks are tabbed)."""
+    dock = viewer.window._dock_widgets[f"{name} (napari-leukemia)"]
+    dock.show()
+    dock.raise_()
+    settle()
+
+
+def shoot(viewer, file: str) -> None:
+    settle()
+    io.imsave(DOCS / file, viewer.screenshot(canvas_only=False, flash=False))
+    print(f"wrote {DOCS / file}")
 
 
 def main() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     viewer, widgets = run_viewer()
-    viewer.window.resize(1500, 950)
-    viewer.window.show()
-    settle(viewer)
+    for name in ("Morphology labels", "Relevance overlap"):
+        _, widgets[name] = viewer.window.add_plugin_dock_widget(
+            "napari-leukemia", name, tabify=True
+        )
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(*SIZE)
+    docks = list(viewer.window._dock_widgets.values())
+    window.resizeDocks(docks, [460] * len(docks), Qt.Orientation.Horizontal)
+    settle()
+    truth = [lay for lay in viewer.layers if "labels" in lay.name][0]
+    truth.visible = False
+
+    show_tab(viewer, "Detect cells")
+    shoot(viewer, "viewer_cells.png")
+
+    show_tab(viewer, "Extract ROI")
+    widgets["Extract ROI"].run()
+    shoot(viewer, "widget_roi.png")
+    for layer in viewer.layers:  # hide the ROI again for the next steps
+        if layer.name.startswith("ROI"):
+            layer.visible = False
+
+    show_tab(viewer, "Classify cell")
     classify = widgets["Classify cell"]
     classify.run()
-    while classify.last_record is None:
-        QApplication.processEvents()
-    widgets["Extract ROI"].run()
-    viewer.reset_view()
-    settle(viewer)
-    viewer.layers.selection.active = viewer.layers[-1]
-    io.imsave(DOCS / "viewer_cells.png", viewer.screenshot(canvas_only=False, flash=False))
-    print(f"wrote {DOCS / 'viewer_cells.png'}")
+    wait(lambda: classify.run_button.enabled)
+    shoot(viewer, "widget_classify.png")
+
+    show_tab(viewer, "Explain")
+    explain = widgets["Explain"]
+    explain.methods.value = ["gradient_x_input", "lrp_epsilon", "grad_cam"]
+    explain.run()
+    wait(lambda: not explain.running)
+    shoot(viewer, "widget_explain.png")
+    explain.toggle_grid()
+    shoot(viewer, "widget_explain_side_by_side.png")
+    explain.toggle_grid()
+
+    show_tab(viewer, "Morphology labels")
+    labels = widgets["Morphology labels"]
+    labels.suggest()
+    wait(lambda: labels.suggest_button.enabled)
+    shoot(viewer, "widget_labels.png")
+
+    show_tab(viewer, "Relevance overlap")
+    overlap = widgets["Relevance overlap"]
+    overlap.labels.value = truth
+    overlap.compute()
+    shoot(viewer, "widget_overlap.png")
+
+    show_tab(viewer, "Preprocess")
+    widgets["Preprocess"].run()
+    shoot(viewer, "widget_preprocess.png")
     viewer.close()
 
 

@@ -120,9 +120,18 @@ def test_detect_select_and_extract_roi(viewer_with_smear, qtbot):
         assert selection.selected_cell(viewer).index == 0
 
     roi_widget = ExtractRoiWidget(viewer)
+    from napari_leukemia.model.classify import bundled_model_path
+    from napari_leukemia.model.metadata import read_info
+
+    spec = read_info(bundled_model_path()).input
+    # defaults: what the bundled model takes
+    assert (roi_widget._size.value, roi_widget._margin.value) == (spec.size[0], spec.margin)
+    roi_widget._size.value = 224
     roi_layer = roi_widget.run()
     chosen = selection.selected_cell(viewer)
     assert roi_layer.data.shape == (224, 224, 3)
+    # drawn under the cells layer, so the cell's box stays visible
+    assert viewer.layers.index(roi_layer) < viewer.layers.index(cells)
     meta = roi_layer.metadata["napari_leukemia"]
     assert meta["bbox"] == list(chosen.bbox)
     # the ROI lies over its cell: world position of the ROI's centre = bbox centre

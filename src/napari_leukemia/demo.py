@@ -221,6 +221,9 @@ def _write_summary(out, image, preprocessed, cells, roi, results, explanations, 
     render_summary(out / "summary.png", chain)
 
 
+DEMO_WIDGETS = ("Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain")
+
+
 def run_viewer(seed: int = 0):
     """Open napari with the demo smear (same as headless), cells detected, widgets docked.
 
@@ -233,8 +236,11 @@ def run_viewer(seed: int = 0):
     viewer = napari.Viewer(title="napari-leukemia demo")
     image_layer = _add_demo_smear(viewer, seed)
     widgets = {}
-    for name in ("Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain"):
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-leukemia", name)
+    # one tabbed dock, so every widget fits a 1600x1000 screen beside a usable canvas
+    for i, name in enumerate(DEMO_WIDGETS):
+        _, widgets[name] = viewer.window.add_plugin_dock_widget(
+            "napari-leukemia", name, tabify=i > 0
+        )
         if hasattr(widgets[name], "image"):
             widgets[name].image.value = image_layer
     widgets["Detect cells"].show_cells(detect_cells(image_layer.data), image_layer)

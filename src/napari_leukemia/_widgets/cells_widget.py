@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton, create_widget
+from magicgui.widgets import ComboBox, Container, FloatSlider, PushButton, create_widget
 from napari.utils.notifications import show_error, show_info
 
 from ..cells import detect_cells
 from ..images import ImageError
 from . import selection
 from .layers import image_plane, placement
-from .workers import run_in_worker
+from .workers import run_in_worker, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -27,7 +27,7 @@ class DetectCellsWidget(Container):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self._min_score = FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, label="min score")
         self._run = PushButton(text="Detect cells")
-        self._status = Label(value="No cells detected yet.")
+        self._status = status_label("No cells detected yet.")
         # choices are computed (napari re-evaluates them whenever layers change)
         self._cell = ComboBox(label="selected cell", choices=self._cell_choices)
         self.extend([self.image, self._min_score, self._run, self._cell, self._status])

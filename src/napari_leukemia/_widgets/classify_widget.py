@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (
     CheckBox,
     Container,
-    Label,
     ProgressBar,
     PushButton,
     create_widget,
@@ -19,7 +18,7 @@ from .. import layer_metadata
 from ..images import ImageError
 from . import selection
 from .layers import chosen_model_path, image_plane, model_file_edit
-from .workers import preload_model, run_in_worker, waiting_message
+from .workers import preload_model, run_in_worker, status_label, waiting_message
 
 if TYPE_CHECKING:
     import napari
@@ -67,7 +66,7 @@ class ClassifyWidget(Container):
         self.model_file = model_file_edit()
         self.run_button = PushButton(text="Classify")
         self.progress = ProgressBar(min=0, max=0, visible=False, label="")
-        self.call = Label(value="")
+        self.call = status_label("")
         self.bars = {}
         self.extend(
             [self.image, self.use_cell, self.model_file, self.run_button, self.progress, self.call]

@@ -26,7 +26,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     LineEdit,
     ProgressBar,
     PushButton,
@@ -49,7 +48,7 @@ from .layers import (
     placement,
     update_in_place,
 )
-from .workers import preload_model, run_in_worker, waiting_message
+from .workers import preload_model, run_in_worker, status_label, waiting_message
 
 if TYPE_CHECKING:
     import napari
@@ -217,7 +216,7 @@ class ExplainWidget(Container):
         self._build_params()
         self.run_button = PushButton(text="Explain")
         self.progress = ProgressBar(min=0, max=1, value=0, visible=False, label="")
-        self.status = Label(value="")
+        self.status = status_label("")
         self.grid_button = PushButton(
             text="Side by side",
             tooltip=(

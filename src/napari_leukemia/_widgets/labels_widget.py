@@ -28,7 +28,6 @@ import pandas as pd
 from magicgui.widgets import (
     Container,
     FileEdit,
-    Label,
     LineEdit,
     ProgressBar,
     PushButton,
@@ -40,7 +39,7 @@ from .. import layer_metadata
 from ..images import ImageError
 from ..labels import MORPHOLOGY_CLASSES, MORPHOLOGY_COLORS, LabelsError
 from .layers import image_plane, placement
-from .workers import run_in_worker
+from .workers import run_in_worker, status_label
 
 PLUGIN_KEY = layer_metadata.PLUGIN_KEY
 
@@ -213,7 +212,7 @@ class MorphologyLabelsWidget(Container):
         self.save_button = PushButton(text="Save…")
         self.load_path = FileEdit(mode="r", filter="*.png *.tif *.tiff", label="load from")
         self.load_button = PushButton(text="Load…")
-        self.message = Label(value="")
+        self.message = status_label("")
         self.extend(
             [
                 self.image,

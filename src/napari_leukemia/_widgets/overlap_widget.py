@@ -21,6 +21,7 @@ all-zero maps ("undefined", not drawn), maps with NaN/inf, labels of another sha
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     PushButton,
     Select,
     SpinBox,
@@ -58,6 +58,7 @@ from ..quantify import COLUMNS, empty_maps_table
 from ..quantify import quantify_maps as overlap_table
 from .labels_widget import _ask_overwrite, layer_label_names
 from .layers import image_plane
+from .workers import status_label
 
 if TYPE_CHECKING:
     import napari
@@ -354,7 +355,7 @@ class RelevanceOverlapWidget(Container):
         self.metric = ComboBox(label="chart", choices=CHART_METRICS, value="relevance_mass")
         self.compute_button = PushButton(text="Compute")
         self.auto = CheckBox(value=False, text="auto-recompute on repaint")
-        self.message = Label(value="")
+        self.message = status_label("")
         self.extend(
             [
                 self.maps,
@@ -378,7 +379,7 @@ class RelevanceOverlapWidget(Container):
         self.chart_dock = None
         self.messages: list[str] = []
 
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # deleted with the widget, never before it
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.compute)
@@ -426,7 +427,8 @@ class RelevanceOverlapWidget(Container):
         for handler in (self._refresh_maps,):
             for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
                 event.disconnect(handler)
-        self._timer.stop()
+        with contextlib.suppress(RuntimeError):  # Qt may already have deleted it at exit
+            self._timer.stop()
         self._watch(None)
 
     def _threshold_changed(self, value):
@@ -459,7 +461,8 @@ class RelevanceOverlapWidget(Container):
             self._watched = layer
 
     def _schedule(self, *_):
-        self._timer.start()  # restarts: one recompute after the last stroke
+        with contextlib.suppress(RuntimeError):  # the widget is being closed
+            self._timer.start()  # restarts: one recompute after the last stroke
 
     # ---------------------------------------------------------------- compute
 

@@ -37,6 +37,8 @@ def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin:
         "metadata": meta,
         "rgb": roi.ndim == 3,
     }
+    if np.issubdtype(roi.dtype, np.floating):
+        kwargs["contrast_limits"] = (0.0, 1.0)  # as the image looks; no auto-contrast
     return roi, kwargs, "image"
 
 
@@ -47,8 +49,12 @@ class ExtractRoiWidget(Container):
         super().__init__()
         self._viewer = viewer
         self._cell = Label(value="")
-        self._size = SpinBox(value=224, min=8, max=2048, label="size (px)")
-        self._margin = FloatSpinBox(value=0.15, min=0.0, max=2.0, step=0.05, label="margin")
+        spec = _bundled_input_spec()
+        self._size = SpinBox(value=spec.size[0], min=8, max=2048, label="size (px)")
+        self._size.tooltip = "side of the ROI; default: the bundled model's input size"
+        self._margin = FloatSpinBox(
+            value=spec.margin, min=0.0, max=2.0, step=0.05, label="margin"
+        )
         self._run = PushButton(text="Extract ROI")
         self.extend([self._cell, self._size, self._margin, self._run])
         self._run.changed.connect(self.run)
@@ -77,4 +83,22 @@ class ExtractRoiWidget(Container):
             show_error(f"Extract ROI: {error}")
             return None
         meta = kwargs.pop("metadata")[layer_metadata.PLUGIN_KEY]
-        return add_or_replace(self._viewer, data, kwargs, meta)
+        roi = add_or_replace(self._viewer, data, kwargs, meta)
+        _keep_below(self._viewer, roi, cell.cells_layer)
+        return roi
+
+
+def _keep_below(viewer, layer, above) -> None:
+    """Put `layer` under `above` in the layer list, so the cell boxes stay visible."""
+    layers = viewer.layers
+    if above in layers and layers.index(layer) > layers.index(above):
+        layers.move(layers.index(layer), layers.index(above))
+
+
+def _bundled_input_spec():
+    """How the bundled model takes a cell (size, margin), read without TensorFlow."""
+    from ..model.classify import bundled_model_path
+    from ..model.metadata import InputSpec, read_info
+
+    info = read_info(bundled_model_path())
+    return info.input if info is not None else InputSpec()

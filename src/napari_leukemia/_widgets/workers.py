@@ -64,6 +64,15 @@ def run_in_worker(
     return worker
 
 
+def status_label(text: str = ""):
+    """A status line that wraps long messages instead of widening the dock."""
+    from magicgui.widgets import Label
+
+    label = Label(value=text)
+    label.native.setWordWrap(True)
+    return label
+
+
 def _set_busy(button, progress, busy: bool) -> None:
     if button is not None:
         button.enabled = not busy
