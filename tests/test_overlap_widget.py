@@ -225,3 +225,31 @@ def test_map_and_labels_of_different_named_images_are_flagged(setup):
     viewer.layers["other map"].metadata = meta
     widget.compute()
     assert not any("same field" in m for m in widget.messages)
+
+
+def test_a_cell_map_is_quantified_on_its_roi_as_documented(setup):
+    """Default region: the map's exact ROI values against the labels on the ROI grid
+    (the docs' protocol), not the whole field where zeros outside the ROI dilute it."""
+    from napari_leukemia._widgets.explain_widget import display_kwargs, layer_meta
+    from napari_leukemia.explain import explain_full
+    from napari_leukemia.model.classify import load_model
+    from napari_leukemia.quantify import quantify
+
+    viewer, widget, labels, smear = setup
+    result = explain_full(smear.image, "gradient_x_input", load_model(), bbox=smear.cell_bboxes[0])
+    meta = layer_meta(result, "gradient_x_input", "smear", None, None)
+    viewer.add_image(
+        result.map, name="GxI", metadata={"napari_leukemia": meta}, **display_kwargs(result)
+    )
+    table = widget.compute()
+    on_roi = quantify(result.input_map, smear.labels, transform=result.transform)
+    rows, cols = result.input_map.shape
+    assert set(table["region"]) == {f"cell ROI ({rows}x{cols})"}
+    for column in ("pixels", "relevant_pixels", "relevance_mass", "relevant_fraction"):
+        assert table[column].tolist() == on_roi[column].tolist(), column
+    widget.region.value = "whole field"
+    whole = widget.compute()
+    on_field = quantify(result.map, smear.labels)
+    assert set(whole["region"]) == {"whole field"}
+    assert whole["relevant_pixels"].tolist() == on_field["relevant_pixels"].tolist()
+    assert whole["pixels"].sum() == smear.labels.size > table["pixels"].sum()

@@ -24,20 +24,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .model.training import train
+    """Run training; a run that saves nothing or fails to save exits non-zero."""
+    from .model.training import NothingSaved, train
 
-    train(
-        args.data_dir,
-        args.out,
-        arch=args.arch,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-        max_images=args.max_images,
-        overwrite=args.overwrite,
-    )
+    kept = f"nothing was saved and any existing {args.out} (and its .json) is unchanged"
+    try:
+        train(
+            args.data_dir,
+            args.out,
+            arch=args.arch,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            patience=args.patience,
+            seed=args.seed,
+            max_minutes=args.max_minutes,
+            max_images=args.max_images,
+            overwrite=args.overwrite,
+        )
+    except NothingSaved as error:
+        print(f"napari-leukemia train: {error}", file=sys.stderr)
+        return 130 if error.interrupted else 1
+    except KeyboardInterrupt:
+        print(f"napari-leukemia train: interrupted; {kept}.", file=sys.stderr)
+        return 130
+    except (FileExistsError, FileNotFoundError):
+        raise
+    except OSError as error:  # e.g. disk full while saving
+        print(f"napari-leukemia train: {error}; {kept}.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -154,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(ARCHITECTURE_NAMES),
         help="architecture (default: %(default)s)",
     )
-    train.add_argument("--epochs", type=int, default=60, help="maximum epochs (%(default)s)")
+    train.add_argument(
+        "--epochs", type=int, default=60, help="maximum epochs, at least 1 (%(default)s)"
+    )
     train.add_argument("--batch-size", type=int, default=64, help="batch size (%(default)s)")
     train.add_argument(
         "--patience", type=int, default=10, help="early-stopping patience in epochs (%(default)s)"

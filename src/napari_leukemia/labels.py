@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from scipy import ndimage as ndi
 from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
 
+from . import safe_files
 from .images import as_label_image, as_rgb, check_2d
 
 #: Label value → class name, as in document 003's segmentation ground truth.
@@ -583,17 +586,12 @@ def save_labels(
     top = int(array.max()) if array.size else 0
     text = _names_json(array, names)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    # A unique temporary file beside `path`, renamed onto it only once complete.
+    with safe_files.staged([path], overwrite=overwrite) as (tmp,):
         if suffix == ".png":
             _write_png(tmp, array, top, text)
         else:
             _write_tiff(tmp, array, top, text)
-        if path.exists() and not overwrite:  # appeared meanwhile: still never clobber
-            raise FileExistsError(f"{path} appeared while saving; nothing was overwritten.")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -701,12 +699,17 @@ def write_labels_zarr(
 ):
     """Write labels into a Zarr (v3) store next to the image and maps; names in attrs.
 
+    Everything is checked before the store is touched; the array is written under a
+    temporary name beside `group` and swapped in when complete, so a failed write leaves
+    an old array (values and names) as it was. Other arrays are never touched.
+
     Parameters
     ----------
     store_path : str or os.PathLike
         The store's folder (created if missing; other arrays in it are left alone).
     group : str
         Path of the array inside the store, e.g. ``"labels"`` or ``"img_001/labels"``.
+        A path that names a group (e.g. ``"img_001"``) is refused.
     labels : integer array (any number of dimensions)
         Label values >= 0, saved with their dtype.
     names : mapping of int to str, optional
@@ -720,23 +723,116 @@ def write_labels_zarr(
     -------
     zarr.Array
         The written array.
+
+    Raises
+    ------
+    FileExistsError
+        If an array exists at `group` and `overwrite` is false.
+    LabelsError
+        For invalid labels, names, chunks or path, or a path that is a group or a
+        non-Zarr folder.
     """
     import zarr
 
     array = _check_labels(labels)
-    root = zarr.open_group(str(store_path), mode="a")
-    if group in root and not overwrite:
-        raise FileExistsError(
-            f"{store_path} already holds {group!r}; pass overwrite=True to replace it."
-        )
+    attrs = _names_attr(array, names)
+    chunks = _zarr_chunks(array, chunks)
+    path = _zarr_path(group)
+    base = _local_store_folder(store_path)
+    root = zarr.open_group(str(base), mode="a", use_consolidated=False)
+    _check_zarr_target(root, base, path, overwrite)
+    parent, _, name = path.rpartition("/")
+    tmp = f"{parent}/.{name}.writing-{uuid.uuid4().hex[:12]}".lstrip("/")
+    try:
+        out = root.create_array(tmp, shape=array.shape, dtype=array.dtype, chunks=chunks)
+        out[...] = array
+        out.attrs[NAMES_KEY] = attrs
+        _swap_folder(base / tmp, base / path)
+    finally:
+        shutil.rmtree(base / tmp, ignore_errors=True)
+    return zarr.open_array(str(base), path=path, mode="r+")
+
+
+def _names_attr(array: np.ndarray, names) -> dict:
+    """The names attribute for `array`, or `LabelsError` if `names` is not int → str."""
+    try:
+        return json.loads(_names_json(array, names))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise LabelsError(
+            f"names must map label values (integers) to class names, e.g. {{1: 'nucleus'}}; "
+            f"got {names!r} ({exc}). Nothing was written."
+        ) from exc
+
+
+def _zarr_chunks(array: np.ndarray, chunks) -> tuple[int, ...]:
     if chunks is None:
-        chunks = tuple(min(max(s, 1), 1024) for s in array.shape)
-    out = root.create_array(
-        group, shape=array.shape, dtype=array.dtype, chunks=chunks, overwrite=overwrite
+        return tuple(min(max(s, 1), 1024) for s in array.shape)
+    chunks = tuple(chunks)
+    ok = len(chunks) == array.ndim and all(
+        isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1 for c in chunks
     )
-    out[...] = array
-    out.attrs[NAMES_KEY] = json.loads(_names_json(array, names))
-    return out
+    if not ok:
+        raise LabelsError(
+            f"chunks must be {array.ndim} whole numbers >= 1 (one per axis of labels "
+            f"{array.shape}), got {chunks!r}."
+        )
+    return tuple(int(c) for c in chunks)
+
+
+def _zarr_path(group) -> str:
+    """`group` as a clean array path inside the store ("a/b"), or `LabelsError`."""
+    parts = str(group).strip("/").split("/")
+    if not isinstance(group, str) or any(p in ("", ".", "..") for p in parts):
+        raise LabelsError(
+            f"group must be the path of an array inside the store, such as 'labels' or "
+            f"'img_001/labels'; got {group!r}."
+        )
+    return "/".join(parts)
+
+
+def _local_store_folder(store_path) -> Path:
+    text = os.fspath(store_path)
+    if "://" in text:
+        raise LabelsError(f"{text}: write_labels_zarr writes to a local store folder only.")
+    return Path(text)
+
+
+def _check_zarr_target(root, base: Path, path: str, overwrite: bool) -> None:
+    """Refuse a path through an array, a group, a non-Zarr folder, or (unasked) an array."""
+    import zarr
+
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in root and isinstance(root[prefix], zarr.Array):
+            raise LabelsError(f"{base}: {prefix!r} is an array; {path!r} cannot go inside it.")
+    if path in root and isinstance(root[path], zarr.Group):
+        raise LabelsError(
+            f"{base}: {path!r} is a group holding {sorted(root[path].keys())}, not a label "
+            f"array; write to a path inside it, such as '{path}/labels'. Nothing was changed."
+        )
+    if path not in root and (base / path).exists():
+        raise LabelsError(
+            f"{base / path} exists but is not a Zarr array; move it or choose another group."
+        )
+    if path in root and not overwrite:
+        raise FileExistsError(f"{base} already holds {path!r}; pass overwrite=True to replace it.")
+
+
+def _swap_folder(new: Path, target: Path) -> None:
+    """Rename folder `new` onto `target`; an old `target` is removed only once replaced."""
+    with safe_files.deferred_interrupt():
+        if not target.exists():
+            os.rename(new, target)
+            return
+        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+        os.rename(target, backup)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(backup, target)
+            raise
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def read_labels_zarr(

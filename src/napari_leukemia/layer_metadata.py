@@ -10,10 +10,13 @@ dict (JSON-safe, so the batch store and napari's own save keep it). Its keys:
 ``roi_transform``  `RoiTransform.as_dict()` of the ROI it lives on or came from
 ``cell``           the cell id it is about (ROI, maps)
 ``edited``         True once the user has painted / moved shapes on it
+``roi_map``        a map's exact values on its ROI (model-input grid), as an
+                   array: what the documented quantification protocol uses
 =================  ==========================================================
 
-Kinds add their own keys (a map's ``method``, ``target`` …). Pure Python: no Qt, no
-napari import, so the core and the batch reader use the same definitions.
+Kinds add their own keys (a map's ``method``, ``target`` …). Everything is JSON-safe
+except ``roi_map`` (an array; a store keeps it as an array of its own). Pure Python:
+no Qt, no napari import, so the core and the batch reader use the same definitions.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ KINDS = (CELLS, ROI, ATTRIBUTION, PREPROCESSED, MORPHOLOGY, SUGGESTED)
 IMAGE_LAYER = "image_layer"
 SOURCE_FILE = "source_file"
 ROI_TRANSFORM = "roi_transform"
+ROI_MAP = "roi_map"
 
 
 def read(layer) -> dict[str, Any]:

@@ -161,6 +161,7 @@ def layer_meta(result, method: str, source: str, cell, model_path) -> dict:
         meta["layer"] = result.layer
     if result.transform is not None:
         meta[layer_metadata.ROI_TRANSFORM] = result.transform.as_dict()
+        meta[layer_metadata.ROI_MAP] = np.asarray(result.input_map, np.float32)
     return meta
 
 

@@ -69,7 +69,9 @@ ATTRIBUTION_KIND = layer_metadata.ATTRIBUTION
 #: Metrics the chart can show (columns of `quantify`).
 CHART_METRICS = ("relevant_fraction", "relevance_mass", "relevance_density")
 #: Columns of the table dock, in order.
-TABLE_COLUMNS = ("map", *COLUMNS)
+TABLE_COLUMNS = ("map", *COLUMNS, "region")
+#: Where a map with an ROI is quantified: on its ROI (the documented protocol) or the field.
+REGIONS = ("cell ROI", "whole field")
 _METRIC_COLUMNS = {
     "area_fraction",
     "relevant_fraction",
@@ -352,6 +354,13 @@ class RelevanceOverlapWidget(Container):
             value="positive",
             tooltip="positive: clip negatives; absolute: |R|; signed: raw values",
         )
+        self.region = ComboBox(
+            label="region",
+            choices=REGIONS,
+            value="cell ROI",
+            tooltip="cell ROI: a map of one cell is quantified on its ROI, on the model's "
+            "input grid, as in docs/quantify.md; whole field: over the whole image",
+        )
         self.metric = ComboBox(label="chart", choices=CHART_METRICS, value="relevance_mass")
         self.compute_button = PushButton(text="Compute")
         self.auto = CheckBox(value=False, text="auto-recompute on repaint")
@@ -365,6 +374,7 @@ class RelevanceOverlapWidget(Container):
                 self.topk,
                 self.number,
                 self.sign,
+                self.region,
                 self.metric,
                 self.compute_button,
                 self.auto,
@@ -487,7 +497,7 @@ class RelevanceOverlapWidget(Container):
             self._tell([text], "error")
             return self.table
         labels = image_plane(labels_layer, self._viewer)
-        maps, problems = self._collect_maps(names, labels_layer, labels.shape)
+        maps, regions, problems = self._collect_maps(names, labels_layer, labels.shape)
         table, notes, errors = overlap_table(
             maps,
             labels,
@@ -496,6 +506,7 @@ class RelevanceOverlapWidget(Container):
             self.sign.value,
         )
         errors = problems + errors
+        table["region"] = [regions[name] for name in table["map"]]
         self._tell(notes, "warning")
         self._tell(errors, "error")
         self.table = table
@@ -504,12 +515,13 @@ class RelevanceOverlapWidget(Container):
         meta["overlap_settings"] = {
             "threshold": self.threshold_value(),
             "sign": self.sign.value,
+            "region": self.region.value,
             "maps": list(maps),
         }
         summary = (
             f"{len(table)} rows from {table['map'].nunique() if len(table) else 0} map(s) "
             f"on '{labels_layer.name}' (threshold {self.threshold_value()}, "
-            f"sign {self.sign.value})."
+            f"sign {self.sign.value}, region {self.region.value})."
         )
         shown = [summary, *notes, *errors]
         self.message.value = "\n".join(_short(t) for t in shown)
@@ -521,7 +533,7 @@ class RelevanceOverlapWidget(Container):
     def _collect_maps(self, names, labels_layer, labels_shape):
         from ..images import ImageError
 
-        maps, problems = {}, []
+        maps, regions, problems = {}, {}, []
         label_image = layer_meta(labels_layer).get("image_layer")
         for name in names:
             layer = self._viewer.layers[name]
@@ -556,8 +568,17 @@ class RelevanceOverlapWidget(Container):
                     "the labels painted on the image this map was computed from."
                 )
                 continue
-            maps[name] = (plane, transform)
-        return maps, problems
+            maps[name], regions[name] = self._region_of(layer, plane, transform)
+        return maps, regions, problems
+
+    def _region_of(self, layer, plane, transform):
+        """(map, transform) to quantify and the region's name, as the user chose."""
+        meta = layer_meta(layer)
+        roi_map, roi_transform = meta.get(layer_metadata.ROI_MAP), roi_transform_of(layer)
+        if self.region.value == "cell ROI" and roi_map is not None and roi_transform:
+            rows, cols = np.shape(roi_map)
+            return (np.asarray(roi_map), roi_transform), f"cell ROI ({rows}x{cols})"
+        return (plane, transform), "whole field" if transform is None else "map grid"
 
     def _ensure_docks(self):
         window = self._viewer.window

@@ -5,7 +5,10 @@ inputs prepared as the architecture's `InputSpec` says (cell ROIs or whole field
 augmentation (flips, 90° rotations, zoom, shear, Gaussian noise, brightness /
 contrast / hue / saturation jitter) → class-weighted training with early stopping on
 validation loss → the best weights are kept, also when the run is interrupted with
-Ctrl+C or reaches its time budget → image-level metrics on validation and test.
+Ctrl+C or reaches its time budget → image-level metrics on validation and test →
+model and metadata written to temporary files and renamed into place together.
+
+Nothing is saved (and no old file is touched) unless at least one epoch finished.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safe_files
 from . import architectures, dataset, evaluation
 from .backend import keras_module
 from .inputs import field_inputs
-from .metadata import ModelInfo, write_info
+from .metadata import ModelInfo, file_sha256, metadata_path
 
 
 @dataclass
@@ -124,6 +128,184 @@ def field_probabilities(model, arrays: Arrays, images: np.ndarray) -> np.ndarray
     return np.stack([probabilities[arrays.field == i].mean(axis=0) for i in images])
 
 
+class NothingSaved(RuntimeError):
+    """Training ended without a trained model; no file on disk was written or changed."""
+
+    def __init__(self, message: str, interrupted: bool):
+        super().__init__(message)
+        self.interrupted = interrupted
+
+
+def check_request(out: Path, epochs, batch_size, overwrite: bool) -> None:
+    """Refuse, before any work, arguments that cannot give a model or would clobber files."""
+    for name, value in (("epochs", epochs), ("batch size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"The {name} must be a whole number of at least 1, got {value!r}.")
+    if out.suffix != ".keras":
+        raise ValueError(f"The model file must end in .keras, got {out.name}.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite.")
+    meta = metadata_path(out)
+    if meta.exists() and not overwrite:
+        raise FileExistsError(
+            f"{meta} exists and training writes the model's metadata there; move it, choose "
+            "another --out, or pass --overwrite to replace it."
+        )
+
+
+def scan_classes(data_dir: Path | str) -> dataset.Dataset:
+    """Scan the dataset, report what was found, and refuse fewer than two classes."""
+    data = dataset.scan(data_dir)
+    print(f"Found {len(data)} images: {data.counts()}; skipped {len(data.skipped)}.", flush=True)
+    for path, reason in data.skipped[:20]:
+        print(f"  skipped {path}: {reason}", flush=True)
+    present = [name for name, n in data.counts().items() if n > 0]
+    if len(present) < 2:
+        raise ValueError(
+            f"{data_dir} has images of {len(present)} class ({', '.join(present) or 'none'}); "
+            "a classifier needs at least 2 class folders with images, e.g. Benign/ and Pro/."
+        )
+    return data
+
+
+def _subsample(parts: dict, max_images: int | None, seed: int) -> dict:
+    """A few images per split for quick runs (tests, smoke runs); all when not asked."""
+    if not max_images:
+        return parts
+    rng = np.random.default_rng(seed)
+    return {
+        k: np.sort(rng.permutation(v)[: max(4, max_images // 5 if k != "train" else max_images)])
+        for k, v in parts.items()
+    }
+
+
+def _load_inputs(data, parts: dict, spec) -> dict:
+    """The model inputs of each split, with a one-line report of their sizes."""
+    arrays = {k: load_arrays(data, v, spec) for k, v in parts.items()}
+    sizes = [f"{k} {len(v.y)} from {len(parts[k])} images" for k, v in arrays.items()]
+    print("Inputs: " + ", ".join(sizes), flush=True)
+    return arrays
+
+
+def _compiled_model(arch: str, n_classes: int, spec):
+    keras = keras_module()
+    model = architectures.build(arch, n_classes=n_classes, input_shape=spec.shape)
+    model.compile(
+        optimizer=keras.optimizers.Adam(architectures.learning_rate(arch)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _fit(model, arrays: dict, spec, options: dict):
+    """Fit with the best-weights callback; returns (callback, interrupted)."""
+    n_classes = model.output_shape[-1]
+    counts = np.bincount(arrays["train"].y, minlength=n_classes)
+    class_weight = {
+        i: len(arrays["train"].y) / (len(counts) * max(c, 1)) for i, c in enumerate(counts)
+    }
+    keep, callbacks = _callbacks(options["patience"], options["max_minutes"])
+    seed, batch_size = options["seed"], options["batch_size"]
+    train_data = _tf_dataset(arrays["train"], batch_size, augmenter(spec.channels, seed), seed)
+    try:
+        model.fit(
+            train_data,
+            validation_data=_tf_dataset(arrays["val"], batch_size),
+            epochs=options["epochs"],
+            shuffle=False,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=2,
+        )
+    except KeyboardInterrupt:
+        return keep, True
+    return keep, False
+
+
+def _restore_best(model, keep, interrupted: bool, out: Path) -> None:
+    """Put the best weights back, or raise `NothingSaved` when no epoch gave any."""
+    if keep.best_weights is None:
+        if interrupted:
+            why = "Training was interrupted before its first epoch finished"
+        else:
+            why = "No epoch reached a finite validation loss (the loss diverged or was NaN)"
+        kept = f"the existing {out} was not touched" if out.exists() else f"no {out} was written"
+        raise NothingSaved(
+            f"{why}, so there is no trained model; nothing was saved and {kept}. Run again and "
+            "let at least one epoch finish (its line with val_loss is printed when it ends).",
+            interrupted,
+        )
+    if interrupted:
+        print(
+            f"\nInterrupted: saving the best model so far (epoch {keep.best_epoch + 1}).",
+            flush=True,
+        )
+    model.set_weights(keep.best_weights)
+
+
+def _metrics(model, arrays: dict, parts: dict, data, spec) -> dict:
+    """Image-level (and, for cell models, cell-level) metrics on validation and test."""
+    metrics = {}
+    for part in ("val", "test"):
+        probs = field_probabilities(model, arrays[part], parts[part])
+        metrics[part] = evaluation.classification_metrics(
+            data.labels[parts[part]], probs, data.class_names, ["Benign"]
+        )
+        if spec.kind == "cell":
+            cell_probs = model.predict(arrays[part].x, batch_size=256, verbose=0)
+            metrics[f"{part}_cells"] = evaluation.classification_metrics(
+                arrays[part].y, cell_probs, data.class_names, ["Benign"]
+            )
+    return metrics
+
+
+def _command() -> str:
+    if Path(sys.argv[0]).name == "napari-leukemia":
+        return "napari-leukemia " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return " ".join(sys.argv)
+
+
+def _data_info(data_dir, data, parts: dict, arrays: dict, seed: int) -> dict:
+    return {
+        "data_dir": str(Path(data_dir)),
+        "counts": data.counts(),
+        "skipped": len(data.skipped),
+        "split": {
+            "seed": seed,
+            "method": "StratifiedGroupKFold 80/10/10, duplicate "
+            "groups (sha256 + 256-bit dHash distance <= 24) kept together",
+            **{k: [data.paths[i].name for i in v] for k, v in parts.items()},
+        },
+        "n_inputs": {k: int(len(v.y)) for k, v in arrays.items()},
+    }
+
+
+def _history(model, keep, interrupted: bool, minutes: float) -> dict:
+    history = getattr(model, "history", None)
+    values = {k: [float(v) for v in vs] for k, vs in history.history.items()} if history else {}
+    return {
+        **values,
+        "best_epoch": keep.best_epoch + 1,
+        "interrupted": interrupted,
+        "timed_out": keep.timed_out,
+        "minutes": round(minutes, 2),
+    }
+
+
+def save_model(model, out: Path, info: ModelInfo, overwrite: bool) -> None:
+    """Save the model and its metadata, replacing the old pair only when both are written.
+
+    Both go to temporary files in `out`'s folder first and are then renamed into place,
+    so a full disk, an error or Ctrl+C while saving leaves any old files as they were.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with safe_files.staged([out, metadata_path(out)], overwrite=overwrite) as (tmp, tmp_meta):
+        model.save(tmp, overwrite=True)
+        info.sha256 = file_sha256(tmp)
+        tmp_meta.write_text(info.to_json() + "\n")
+
+
 def train(
     data_dir: Path | str,
     out: Path | str,
@@ -136,115 +318,37 @@ def train(
     max_images: int | None = None,
     overwrite: bool = False,
 ) -> ModelInfo:
-    """Train `arch` on `data_dir`, save ``out`` (.keras) and ``out`` .json; return the info."""
+    """Train `arch` on `data_dir`, save ``out`` (.keras) and ``out`` .json; return the info.
+
+    Raises `NothingSaved` (and changes no file) when no epoch finished, e.g. on Ctrl+C
+    during the first one.
+    """
     out = Path(out)
-    if out.suffix != ".keras":
-        raise ValueError(f"The model file must end in .keras, got {out.name}.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite.")
-    keras = keras_module()
-    keras.utils.set_random_seed(seed)
+    check_request(out, epochs, batch_size, overwrite)
     spec = architectures.input_spec(arch)
     started = time.monotonic()
-
-    data = dataset.scan(data_dir)
-    print(f"Found {len(data)} images: {data.counts()}; skipped {len(data.skipped)}.", flush=True)
-    for path, reason in data.skipped[:20]:
-        print(f"  skipped {path}: {reason}", flush=True)
-    parts = dataset.split(data, seed=seed)
-    if max_images:  # a quick run on a few images per split (tests, smoke runs)
-        rng = np.random.default_rng(seed)
-        parts = {
-            k: np.sort(
-                rng.permutation(v)[: max(4, max_images // 5 if k != "train" else max_images)]
-            )
-            for k, v in parts.items()
-        }
-    arrays = {k: load_arrays(data, v, spec) for k, v in parts.items()}
-    print(
-        "Inputs: "
-        + ", ".join(f"{k} {len(v.y)} from {len(parts[k])} images" for k, v in arrays.items()),
-        flush=True,
+    data = scan_classes(data_dir)
+    parts = _subsample(dataset.split(data, seed=seed), max_images, seed)
+    arrays = _load_inputs(data, parts, spec)
+    keras_module().utils.set_random_seed(seed)
+    model = _compiled_model(arch, len(data.class_names), spec)
+    options = dict(
+        epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, max_minutes=max_minutes
     )
-
-    model = architectures.build(arch, n_classes=len(data.class_names), input_shape=spec.shape)
-    model.compile(
-        optimizer=keras.optimizers.Adam(architectures.learning_rate(arch)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    counts = np.bincount(arrays["train"].y, minlength=len(data.class_names))
-    class_weight = {
-        i: len(arrays["train"].y) / (len(counts) * max(c, 1)) for i, c in enumerate(counts)
-    }
-    keep, callbacks = _callbacks(patience, max_minutes)
-    train_data = _tf_dataset(arrays["train"], batch_size, augmenter(spec.channels, seed), seed)
-    val_data = _tf_dataset(arrays["val"], batch_size)
-    interrupted = False
-    try:
-        model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=epochs,
-            shuffle=False,
-            class_weight=class_weight,
-            callbacks=callbacks,
-            verbose=2,
-        )
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\nInterrupted: saving the best model so far.", flush=True)
-    if keep.best_weights is not None:
-        model.set_weights(keep.best_weights)
-    history = (
-        {k: [float(v) for v in vals] for k, vals in model.history.history.items()}
-        if getattr(model, "history", None)
-        else {}
-    )
-
-    metrics = {}
-    for part in ("val", "test"):
-        probs = field_probabilities(model, arrays[part], parts[part])
-        metrics[part] = evaluation.classification_metrics(
-            data.labels[parts[part]], probs, data.class_names, ["Benign"]
-        )
-        if spec.kind == "cell":
-            cell_probs = model.predict(arrays[part].x, batch_size=256, verbose=0)
-            metrics[f"{part}_cells"] = evaluation.classification_metrics(
-                arrays[part].y, cell_probs, data.class_names, ["Benign"]
-            )
+    keep, interrupted = _fit(model, arrays, spec, options)
+    _restore_best(model, keep, interrupted, out)
+    metrics = _metrics(model, arrays, parts, data, spec)
     minutes = (time.monotonic() - started) / 60
     info = ModelInfo(
         class_names=list(data.class_names),
         input=spec,
         architecture=arch,
-        data={
-            "data_dir": str(Path(data_dir)),
-            "counts": data.counts(),
-            "skipped": len(data.skipped),
-            "split": {
-                "seed": seed,
-                "method": "StratifiedGroupKFold 80/10/10, duplicate "
-                "groups (sha256 + 256-bit dHash distance <= 24) kept together",
-                **{k: [data.paths[i].name for i in v] for k, v in parts.items()},
-            },
-            "n_inputs": {k: int(len(v.y)) for k, v in arrays.items()},
-        },
+        data=_data_info(data_dir, data, parts, arrays, seed),
         metrics=metrics,
-        history={
-            **history,
-            "best_epoch": keep.best_epoch + 1,
-            "interrupted": interrupted,
-            "timed_out": keep.timed_out,
-            "minutes": round(minutes, 2),
-        },
-        command="napari-leukemia " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if Path(sys.argv[0]).name == "napari-leukemia"
-        else " ".join(sys.argv),
+        history=_history(model, keep, interrupted, minutes),
+        command=_command(),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out, overwrite=True)
-    write_info(out, info)
+    save_model(model, out, info, overwrite)
     test = metrics["test"]
     print(
         f"Saved {out} ({out.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min. "
