@@ -73,6 +73,8 @@ _WHOLE_NUCLEUS = 0.7
 #: lobes sit in abundant cytoplasm, whereas a blast is mostly nucleus).
 _GRANULOCYTE_SHARE = 0.6
 _CROSS = ndi.generate_binary_structure(2, 1)
+#: Images narrower than this many working pixels (after reduction) cannot hold a cell.
+_MIN_WORK_SIDE = 4
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ def _detect_small(rgb: np.ndarray, max_work_side: int):
     Labels and pixel sizes are those of the reduced image (`factor` times smaller).
     """
     factor = max(1, int(np.ceil(max(rgb.shape[:2]) / max_work_side)))
+    if min(rgb.shape[:2]) < _MIN_WORK_SIDE * factor:  # a strip: no room for a cell
+        return np.zeros((rgb.shape[0] // factor, rgb.shape[1] // factor), np.int32), {}, factor
     small = _block_mean(rgb, factor)
     colour, density = _colour_features(small)
     colour = ndi.gaussian_filter(colour, (1.0, 1.0, 0.0))

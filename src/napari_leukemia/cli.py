@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ARCHITECTURE_NAMES = ("default", "default-field", "seed000", "seed004")
 
 
@@ -98,16 +100,26 @@ def _print_metrics(result: dict) -> None:
         )
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from skimage import io
+def _json_safe(value):
+    """NaN/inf (e.g. P(malignant) of a model without benign classes) as JSON null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
+
+def _predict(args: argparse.Namespace) -> int:
+    from .images import read_image
     from .model.classify import classify, load_model
 
     model = load_model(args.model)
     results, failed = [], 0
     for path in args.images:
         try:
-            image = io.imread(path)
+            image = read_image(path)
         except Exception as error:  # noqa: BLE001 - report and go on with the others
             results.append({"image": str(path), "error": f"unreadable: {error}"})
             failed += 1
@@ -118,7 +130,7 @@ def _predict(args: argparse.Namespace) -> int:
             results.append({"image": str(path), "error": str(error)})
             failed += 1
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        print(json.dumps(_json_safe(results if len(results) > 1 else results[0]), indent=2))
     else:
         for r in results:
             if "error" in r:

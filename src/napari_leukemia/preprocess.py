@@ -84,6 +84,17 @@ def normalize(
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _check_finite(**params) -> None:
+    """Raise ValueError naming any parameter that is not a finite real number."""
+    for name, value in params.items():
+        try:
+            ok = not isinstance(value, bool) and np.isfinite(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be a finite number, got {value!r}.")
+
+
 def gaussian_kernel(size: int = 5, sigma: float = 0.0) -> np.ndarray:
     """Return OpenCV's 1-D Gaussian kernel (``cv2.getGaussianKernel``).
 
@@ -91,8 +102,10 @@ def gaussian_kernel(size: int = 5, sigma: float = 0.0) -> np.ndarray:
     ``0.3 * ((size - 1) * 0.5 - 1) + 0.8``; for sizes 1–9 OpenCV then uses its fixed
     kernels (e.g. [1, 4, 6, 4, 1] / 16 for size 5), and so do we.
     """
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"Kernel size must be a positive odd number, got {size}.")
+    if isinstance(size, bool) or not float(size).is_integer() or size < 1 or size % 2 == 0:
+        raise ValueError(f"Kernel size must be a positive odd integer, got {size!r}.")
+    size = int(size)
+    _check_finite(sigma=sigma)
     if sigma <= 0 and size in _OPENCV_SMALL_KERNELS:
         return np.asarray(_OPENCV_SMALL_KERNELS[size])
     if sigma <= 0:
@@ -126,6 +139,8 @@ def unsharp_mask(
     with ``blurred = cv2.GaussianBlur(image, (5, 5), 0)``. Colour images are sharpened
     per channel. The input is converted to float in [0, 1] first.
     """
+    _check_finite(image_weight=image_weight, blur_weight=blur_weight, sigma=sigma)
+    gaussian_kernel(kernel_size, sigma)  # validates size and sigma before any work
     check_2d(image)
     array = to_float(image)
     if array.ndim == 2:
@@ -153,8 +168,25 @@ def resize(image: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndar
         raise ValueError(f"Target shape must be positive, got {shape}.")
     if array.shape[:2] == (rows, cols):
         return array.copy()
+    array = _block_reduce(array, min(array.shape[0] // rows, array.shape[1] // cols) // 4)
     out_shape = (rows, cols) + array.shape[2:]
     return sk_resize(array, out_shape, order=order, anti_aliasing=True, preserve_range=True)
+
+
+def _block_reduce(array: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of `factor` x `factor` blocks (edges padded by reflection); as is if factor < 2.
+
+    Why: shrinking a 4096² field to a model's 64² input with one anti-aliasing Gaussian
+    took 11 s; averaging blocks first (leaving at least a 4x shrink for the Gaussian)
+    gives nearly the same image in a fraction of the time.
+    """
+    if factor < 2:
+        return array
+    from skimage.measure import block_reduce
+
+    extra = [(0, -n % factor) for n in array.shape[:2]] + [(0, 0)] * (array.ndim - 2)
+    block = (factor, factor) + (1,) * (array.ndim - 2)
+    return block_reduce(np.pad(array, extra, mode="edge"), block, np.mean)
 
 
 def document000_pipeline(image: np.ndarray, size: int = 224) -> np.ndarray:

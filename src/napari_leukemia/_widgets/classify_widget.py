@@ -107,7 +107,9 @@ class ClassifyWidget(Container):
     def _show(self, result, layer, cell):
         self.last_record = record_result(result, layer, cell)
         where = cell.label if cell is not None else result.kind
-        verdict = "MALIGNANT" if result.malignant else "benign"
+        verdict = {True: "MALIGNANT", False: "benign", None: "unknown: no benign class"}[
+            result.malignant
+        ]
         self.call.value = (
             f"<b>{result.class_name}</b> — {where}<br>"
             f"P(malignant) = {result.malignant_probability:.3f} ({verdict})"

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import as_array, check_2d, read_image
+from ..roi import RoiSource, clip_bbox
 from .backend import keras_module
-from .inputs import cell_input, field_inputs
+from .inputs import convert, field_cells, field_inputs
 from .metadata import CLASS_NAMES, InputSpec, ModelInfo, malignant_probability, read_info
 
 BUNDLED_MODEL = "leukemia_default.keras"
@@ -58,8 +60,11 @@ class Classification:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def malignant(self) -> bool:
-        return self.malignant_probability >= 0.5
+    def malignant(self) -> bool | None:
+        """P(malignant) >= 0.5; None when P(malignant) is unknown (NaN, see `notes`)."""
+        if np.isnan(self.malignant_probability):
+            return None
+        return bool(self.malignant_probability >= 0.5)
 
     def as_dict(self) -> dict:
         """Plain-JSON form (for ``predict --json`` and layer metadata)."""
@@ -174,50 +179,91 @@ def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, b
 
     Parameters
     ----------
-    image : 2-D gray, RGB or RGBA image of any dtype.
+    image : 2-D gray, RGB or RGBA image of any dtype, or the path of an image file.
     model : a `LoadedModel`, a path to a ``.keras`` file, or None for the bundled model.
     bbox : (min_row, min_col, max_row, max_col) of one cell. With a bbox the cell's ROI
-        is classified; without one, a cell model classifies every detected cell and
-        averages their probabilities (the field's call), and a field model classifies
-        the whole image.
+        is classified (a bbox past the image is clipped, with a note); without one, a
+        cell model classifies every detected cell and averages their probabilities (the
+        field's call), and a field model classifies the whole image.
 
     Returns
     -------
-    Classification with the class, all class probabilities and P(malignant)
-    (the sum over Early Pre-B, Pre-B and Pro-B).
+    Classification with the class, all class probabilities and P(malignant), the sum
+    over the classes the metadata does not call benign; NaN, with a note, when the
+    metadata names no benign class of this model.
     """
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    image = _as_image(image)
     spec, notes = loaded.info.input, list(loaded.notes)
-    shape = np.shape(image)
     if bbox is not None:
-        batch = cell_input(image, bbox, spec)[0][None]
-        kind, cells = "cell", []
+        bbox, clip_note = clip_bbox(bbox, image.shape)
+        notes += [clip_note] if clip_note else []
+        batch, kind, cells = _cell_batch(image, [bbox], spec), "cell", []
         if spec.kind == "field":
             notes.append(
                 "This model was trained on whole fields; a single-cell ROI is "
                 "outside what it has seen."
             )
     else:
-        batch, cells = field_inputs(image, spec)
+        batch, cells = _field_batch(image, spec)
         if spec.kind == "cell" and not cells:
             notes.append("No cell was detected; the whole image was classified as one ROI.")
         kind = f"field (mean of {len(cells)} cells)" if cells else "field (whole image)"
-    if shape[:2] != tuple(spec.size) and bbox is None and spec.kind == "field":
+    if image.shape[:2] != tuple(spec.size) and bbox is None and spec.kind == "field":
         notes.append(
-            f"The image ({shape[0]}x{shape[1]}) was resized to the model's "
+            f"The image ({image.shape[0]}x{image.shape[1]}) was resized to the model's "
             f"input {spec.size[0]}x{spec.size[1]}."
         )
     probabilities = loaded.predict(batch)
     mean = probabilities.mean(axis=0)
-    names = loaded.class_names
     return Classification(
-        class_name=names[int(mean.argmax())],
-        probabilities={n: float(p) for n, p in zip(names, mean, strict=True)},
-        malignant_probability=float(
-            malignant_probability(mean, names, loaded.info.benign_classes)
-        ),
+        class_name=loaded.class_names[int(mean.argmax())],
+        probabilities={n: float(p) for n, p in zip(loaded.class_names, mean, strict=True)},
+        malignant_probability=_malignant(mean, loaded.info, notes),
         kind=kind,
         cell_probabilities=probabilities if cells else None,
         cell_bboxes=[c.bbox for c in cells],
         notes=notes,
     )
+
+
+def _as_image(image) -> np.ndarray:
+    """`image` as a checked 2-D array; a path is read (`read_image`)."""
+    if isinstance(image, (str, Path)):
+        image = read_image(image)
+    array = as_array(image)
+    check_2d(array)
+    return array
+
+
+def _malignant(mean: np.ndarray, info: ModelInfo, notes: list[str]) -> float:
+    """P(malignant) of one probability vector; NaN plus a note when benign is unknown."""
+    if info.benign_indices is None:
+        notes.append(
+            f"P(malignant) is unknown: none of the model's classes {info.class_names} is "
+            f"named benign ({info.benign_classes}). List the benign classes under "
+            "'benign_classes' in the model's metadata file (model.json)."
+        )
+        return float("nan")
+    return float(malignant_probability(mean, info.class_names, info.benign_classes))
+
+
+def _cell_batch(image: np.ndarray, bboxes, spec) -> np.ndarray:
+    """Model inputs for the cells in `bboxes`; the image is prepared once for all of them.
+
+    Same result as `inputs.cell_input` per bbox, but the ROI cost does not grow with the
+    image (no whole-image conversion and median per cell).
+    """
+    source = RoiSource.of(image, rgb=True)
+    rois = [source.extract(b, spec.size, spec.margin)[0] for b in bboxes]
+    return np.stack([convert(roi, spec) for roi in rois])
+
+
+def _field_batch(image: np.ndarray, spec) -> tuple[np.ndarray, list]:
+    """`inputs.field_inputs` with the per-cell ROIs of `_cell_batch`."""
+    if spec.kind != "cell":
+        return field_inputs(image, spec)
+    cells = field_cells(image)
+    if not cells:
+        return convert(image, spec)[None], []
+    return _cell_batch(image, [c.bbox for c in cells], spec), cells

@@ -86,10 +86,10 @@ def scan(data_dir: Path | str, class_names: list[str] | None = None) -> Dataset:
 
 def fingerprint(path: Path) -> tuple[str, np.ndarray]:
     """(sha256 of the file, difference hash of the image); raises if unreadable."""
-    from skimage import io
+    from ..images import read_image
 
     data = Path(path).read_bytes()
-    image = io.imread(path)
+    image = read_image(path)
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 8:
         raise ValueError(f"unexpected image shape {image.shape}")
     return hashlib.sha256(data).hexdigest(), difference_hash(image)

@@ -32,6 +32,7 @@ def classification_metrics(
     malignant_true = ~np.isin(y_true, benign_idx)
     malignant_prob = malignant_probability(probabilities, class_names, benign)
     malignant_pred = malignant_prob >= 0.5
+    unknown = bool(len(malignant_prob)) and bool(np.isnan(malignant_prob).all())
     tp = int(np.sum(malignant_true & malignant_pred))
     fn = int(np.sum(malignant_true & ~malignant_pred))
     tn = int(np.sum(~malignant_true & ~malignant_pred))
@@ -50,9 +51,10 @@ def classification_metrics(
         },
         "class_names": list(class_names),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "false_negative_rate": _ratio(fn, tp + fn),
+        # unknown (None) when the model names no benign class: P(malignant) is NaN
+        "sensitivity": None if unknown else _ratio(tp, tp + fn),
+        "specificity": None if unknown else _ratio(tn, tn + fp),
+        "false_negative_rate": None if unknown else _ratio(fn, tp + fn),
         "malignant_confusion": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
     }
 
@@ -125,8 +127,7 @@ def evaluate_folder(data_dir: Path | str, model=None, split: str | None = None) 
     recorded in the model's metadata, e.g. the held-out test images. Cell models also
     get cell-level metrics (each cell carries its field's label).
     """
-    from skimage import io
-
+    from ..images import read_image
     from .classify import LoadedModel, load_model
     from .dataset import scan
     from .inputs import field_inputs
@@ -141,7 +142,7 @@ def evaluate_folder(data_dir: Path | str, model=None, split: str | None = None) 
         indices = np.asarray([i for i, p in enumerate(data.paths) if p.name in names], int)
     field_probs, cell_probs, cell_labels = [], [], []
     for i in indices:
-        batch, cells = field_inputs(io.imread(data.paths[i]), loaded.info.input)
+        batch, cells = field_inputs(read_image(data.paths[i]), loaded.info.input)
         probs = loaded.predict(batch)
         field_probs.append(probs.mean(axis=0))
         if cells:

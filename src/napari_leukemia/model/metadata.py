@@ -58,8 +58,19 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def benign_indices(self) -> list[int] | None:
+        """Indices of the benign classes; None when that cannot be known.
+
+        Unknown means `benign_classes` names classes of which none is a class of this
+        model (e.g. the default "Benign" for a user model with classes "class 0", ...).
+        An explicitly empty `benign_classes` means every class is malignant.
+        """
+        return benign_indices(self.class_names, self.benign_classes)
+
+    @property
     def malignant_indices(self) -> list[int]:
-        return [i for i, n in enumerate(self.class_names) if n not in self.benign_classes]
+        benign = self.benign_indices or []
+        return [i for i in range(len(self.class_names)) if i not in benign]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -105,7 +116,23 @@ def read_info(model_path: Path | str) -> ModelInfo | None:
         raise ValueError(f"The model metadata {path} is not valid: {error}") from error
 
 
+def benign_indices(class_names, benign) -> list[int] | None:
+    """Indices of `class_names` listed in `benign` (case-insensitive); None if none is."""
+    wanted = {str(name).strip().casefold() for name in benign}
+    found = [i for i, name in enumerate(class_names) if str(name).strip().casefold() in wanted]
+    return found if found or not wanted else None
+
+
 def malignant_probability(probabilities: np.ndarray, class_names, benign) -> np.ndarray:
-    """P(malignant) = sum of the probabilities of the non-benign classes."""
-    mask = np.asarray([name not in benign for name in class_names])
-    return np.asarray(probabilities)[..., mask].sum(axis=-1)
+    """P(malignant) = sum of the probabilities of the non-benign classes.
+
+    NaN when no class of the model is among `benign` (see `benign_indices`): a sum
+    over every class would always be 1.
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    indices = benign_indices(class_names, benign)
+    if indices is None:
+        return np.full(probabilities.shape[:-1], np.nan)
+    mask = np.ones(len(class_names), bool)
+    mask[indices] = False
+    return probabilities[..., mask].sum(axis=-1)

@@ -39,11 +39,11 @@ class Arrays:
 
 def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec) -> Arrays:
     """Prepare the model inputs of the images at `indices` (all cells of each field)."""
-    from skimage import io
+    from ..images import read_image
 
     xs, ys, fields = [], [], []
     for index in indices:
-        batch, _ = field_inputs(io.imread(data.paths[index]), spec)
+        batch, _ = field_inputs(read_image(data.paths[index]), spec)
         xs.append(batch)
         ys.extend([data.labels[index]] * len(batch))
         fields.extend([index] * len(batch))

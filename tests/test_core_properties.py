@@ -1,0 +1,86 @@
+"""Property-based checks of the core: ranges, sums and inputs left untouched."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from napari_leukemia.images import ImageWarning
+from napari_leukemia.preprocess import grayscale, normalize, resize, unsharp_mask
+from napari_leukemia.quantify import quantify
+from napari_leukemia.roi import extract_roi
+
+FAST = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+pytestmark = pytest.mark.filterwarnings(f"ignore::{ImageWarning.__module__}.ImageWarning")
+
+shapes = st.tuples(st.integers(4, 24), st.integers(4, 24))
+images = shapes.flatmap(
+    lambda s: st.one_of(
+        arrays(np.uint8, s + (3,)),
+        arrays(np.uint16, s),
+        arrays(np.float64, s + (3,), elements=st.floats(0, 1)),
+        arrays(np.int32, s, elements=st.integers(0, 255)),
+    )
+)
+
+
+@st.composite
+def map_and_labels(draw):
+    shape = draw(shapes)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    relevance = draw(
+        arrays(dtype, shape, elements=st.floats(-10, 10, width=32, allow_subnormal=False))
+    )
+    labels = draw(arrays(np.uint8, shape, elements=st.integers(0, 3)))
+    return relevance, labels
+
+
+@FAST
+@given(map_and_labels())
+def test_quantify_fractions_masses_and_inputs(data):
+    relevance, labels = data
+    before = relevance.copy(), labels.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = quantify(relevance, labels)
+    assert np.array_equal(relevance, before[0]) and np.array_equal(labels, before[1])
+    slack = 16 * np.finfo(relevance.dtype).eps * max(relevance.size, 1)
+    fractions = ["area_fraction", "relevant_fraction", "relevance_mass", "rank_accuracy"]
+    for column in fractions:
+        values = table[column].dropna()
+        assert ((values >= -slack) & (values <= 1 + slack)).all(), column
+    assert table["relevance_mass"].fillna(0).sum() <= 1 + slack
+    defined = table[table["defined"]]
+    assert not defined[fractions].isna().any().any()
+
+
+@FAST
+@given(images)
+def test_preprocessing_never_modifies_its_input(image):
+    before = image.copy()
+    for function in (grayscale, normalize, unsharp_mask, lambda a: resize(a, (7, 5))):
+        out = function(image)
+        assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+        assert np.array_equal(image, before)
+
+
+@FAST
+@given(images, st.data())
+def test_extract_roi_never_modifies_its_input_and_stays_in_range(image, data):
+    rows, cols = image.shape[:2]
+    r0 = data.draw(st.integers(-5, rows - 1))
+    c0 = data.draw(st.integers(-5, cols - 1))
+    r1 = data.draw(st.integers(max(r0, 0) + 1, rows + 5))
+    c1 = data.draw(st.integers(max(c0, 0) + 1, cols + 5))
+    before = image.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        roi, transform = extract_roi(image, (r0, c0, r1, c1), size=16)
+    assert np.array_equal(image, before)
+    assert roi.shape[:2] == (16, 16) and roi.min() >= 0 and roi.max() <= 1
+    assert transform.image_shape == (rows, cols)
