@@ -310,14 +310,19 @@ def test_roi_memory_does_not_grow_with_the_image():
     assert peaks[1] < 1.5 * peaks[0] + 1, peaks
 
 
-def test_classify_roi_step_matches_cell_input(field, bundled):
-    from napari_leukemia.model.classify import _cell_batch
-    from napari_leukemia.model.inputs import cell_input
+def test_prepared_once_roi_step_matches_the_per_cell_definition(field, bundled):
+    """`cell_inputs` (image prepared once) = convert(extract_roi(as_rgb(image)))."""
+    from napari_leukemia.images import as_rgb
+    from napari_leukemia.model.inputs import cell_inputs, convert
+    from napari_leukemia.roi import extract_roi
 
     bboxes = [c.bbox for c in detect_cells(field)[:3]] + [(0, 0, 40, 40)]
     spec = bundled.info.input
-    expected = np.stack([cell_input(field, b, spec)[0] for b in bboxes])
-    assert np.allclose(_cell_batch(field, bboxes, spec), expected, atol=1e-6)
+    pairs = [extract_roi(as_rgb(field), b, size=spec.size, margin=spec.margin) for b in bboxes]
+    expected = np.stack([convert(roi, spec) for roi, _ in pairs])
+    batch, transforms = cell_inputs(field, bboxes, spec)
+    assert np.allclose(batch, expected, atol=1e-6)
+    assert transforms == [t for _, t in pairs]
 
 
 def test_resizing_a_large_field_to_a_model_input_is_fast_and_nearly_exact():

@@ -174,7 +174,7 @@ def resize(image: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndar
 
 
 def _block_reduce(array: np.ndarray, factor: int) -> np.ndarray:
-    """Mean of `factor` x `factor` blocks (edges padded by reflection); as is if factor < 2.
+    """Mean of `factor` x `factor` blocks (edges padded by repeating them); as is if factor < 2.
 
     Why: shrinking a 4096² field to a model's 64² input with one anti-aliasing Gaussian
     took 11 s; averaging blocks first (leaving at least a 4x shrink for the Gaussian)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._callable_module import make_callable
 from .images import as_label_image
 from .labels import label_names as _label_names
 
@@ -792,3 +793,6 @@ def summarize(
         f"{m}_{s}" for m in metrics for s in ("mean", "sd")
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+make_callable(__name__)  # nl.quantify(...) works in any import order

@@ -41,8 +41,6 @@ from ..labels import MORPHOLOGY_CLASSES, MORPHOLOGY_COLORS, LabelsError
 from .layers import image_plane, placement
 from .workers import run_in_worker, status_label
 
-PLUGIN_KEY = layer_metadata.PLUGIN_KEY
-
 if TYPE_CHECKING:
     import napari
 
@@ -164,7 +162,7 @@ def _mark_edits(layer) -> None:
     """Record in the layer's metadata that the user painted on it (kept from now on)."""
 
     def edited(*_):
-        layer.metadata.setdefault(PLUGIN_KEY, {})["edited"] = True
+        layer_metadata.update(layer, edited=True)
 
     layer.events.paint.connect(edited)
     layer.events.data.connect(edited)
@@ -263,7 +261,7 @@ class MorphologyLabelsWidget(Container):
             MORPHOLOGY_CLASSES,
             f"morphology labels · {image.name}",
             metadata={
-                PLUGIN_KEY: {
+                layer_metadata.PLUGIN_KEY: {
                     "kind": MORPHOLOGY_KIND,
                     "image_layer": image.name,
                     "image_shape": [int(rows), int(cols)],
@@ -322,7 +320,7 @@ class MorphologyLabelsWidget(Container):
     def _show_suggestion(self, draft: np.ndarray, image):
         """Add the draft; replace only the plugin's earlier, not yet edited draft."""
         for old in list(self._viewer.layers):
-            meta = old.metadata.get(PLUGIN_KEY, {})
+            meta = layer_metadata.read(old)
             if (
                 meta.get("kind") == SUGGESTED_KIND
                 and meta.get("image_layer") == image.name
@@ -338,7 +336,7 @@ class MorphologyLabelsWidget(Container):
         kwargs = labels_layer_kwargs(
             MORPHOLOGY_CLASSES,
             f"suggested labels · {image.name}",
-            metadata={PLUGIN_KEY: meta},
+            metadata={layer_metadata.PLUGIN_KEY: meta},
             **placement(image),
         )
         layer = self._viewer.add_labels(draft.astype(np.int32), **kwargs)
@@ -417,7 +415,8 @@ class MorphologyLabelsWidget(Container):
                 )
         kwargs = labels_layer_kwargs(names, f"{path.stem} (labels)", **extra)
         dtype = np.int32 if data.dtype.itemsize < 4 else data.dtype
-        layer = self._viewer.add_labels(data.astype(dtype), metadata={PLUGIN_KEY: meta}, **kwargs)
+        metadata = {layer_metadata.PLUGIN_KEY: meta}
+        layer = self._viewer.add_labels(data.astype(dtype), metadata=metadata, **kwargs)
         self.labels.value = layer
         return layer
 

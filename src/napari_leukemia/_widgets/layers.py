@@ -45,11 +45,7 @@ _UPDATABLE = ("scale", "translate", "colormap", "contrast_limits", "blending", "
 def update_in_place(layer, data, kwargs: dict) -> bool:
     """Give `layer` new data, metadata and display settings; False if it cannot take
     them (a different kind of array: colour vs grey, other number of axes)."""
-    old = np.asarray(layer.data)
-    new = np.asarray(data)
-    if old.ndim != new.ndim or bool(kwargs.get("rgb", getattr(layer, "rgb", False))) != bool(
-        getattr(layer, "rgb", False)
-    ):
+    if np.ndim(layer.data) != np.ndim(data) or kwargs.get("rgb", layer.rgb) != layer.rgb:
         return False
     layer.data = data
     if "metadata" in kwargs:

@@ -63,7 +63,6 @@ from .workers import status_label
 if TYPE_CHECKING:
     import napari
 
-PLUGIN_KEY = layer_metadata.PLUGIN_KEY
 ATTRIBUTION_KIND = layer_metadata.ATTRIBUTION
 
 #: Metrics the chart can show (columns of `quantify`).
@@ -90,14 +89,12 @@ DEBOUNCE_MS = 300
 # --------------------------------------------------------------------------- core
 
 
-layer_meta = layer_metadata.read
 
 
 def is_attribution_layer(layer) -> bool:
-    return layer_meta(layer).get("kind") == ATTRIBUTION_KIND
+    return layer_metadata.kind_of(layer) == ATTRIBUTION_KIND
 
 
-roi_transform_of = layer_metadata.roi_transform_of
 
 
 def display_value(row: Mapping, column: str) -> str:
@@ -510,14 +507,15 @@ class RelevanceOverlapWidget(Container):
         self._tell(notes, "warning")
         self._tell(errors, "error")
         self.table = table
-        meta = labels_layer.metadata.setdefault(PLUGIN_KEY, {})
-        meta["overlap"] = table.to_dict("records")
-        meta["overlap_settings"] = {
+        settings = {
             "threshold": self.threshold_value(),
             "sign": self.sign.value,
             "region": self.region.value,
             "maps": list(maps),
         }
+        layer_metadata.update(
+            labels_layer, overlap=table.to_dict("records"), overlap_settings=settings
+        )
         summary = (
             f"{len(table)} rows from {table['map'].nunique() if len(table) else 0} map(s) "
             f"on '{labels_layer.name}' (threshold {self.threshold_value()}, "
@@ -534,7 +532,7 @@ class RelevanceOverlapWidget(Container):
         from ..images import ImageError
 
         maps, regions, problems = {}, {}, []
-        label_image = layer_meta(labels_layer).get("image_layer")
+        label_image = layer_metadata.image_layer_of(labels_layer)
         for name in names:
             layer = self._viewer.layers[name]
             try:
@@ -542,11 +540,10 @@ class RelevanceOverlapWidget(Container):
             except ImageError as error:
                 problems.append(f"'{name}': {error}")
                 continue
-            transform = roi_transform_of(layer)
+            transform = layer_metadata.roi_transform_of(layer)
             if transform is not None and _on_image_grid(plane, transform):
                 transform = None  # an image-shaped map (as the Explain widget adds)
-            meta = layer_meta(layer)
-            source = meta.get(layer_metadata.IMAGE_LAYER)
+            source = layer_metadata.image_layer_of(layer)
             if (
                 label_image is not None
                 and source is not None
@@ -573,8 +570,8 @@ class RelevanceOverlapWidget(Container):
 
     def _region_of(self, layer, plane, transform):
         """(map, transform) to quantify and the region's name, as the user chose."""
-        meta = layer_meta(layer)
-        roi_map, roi_transform = meta.get(layer_metadata.ROI_MAP), roi_transform_of(layer)
+        roi_map = layer_metadata.read(layer).get(layer_metadata.ROI_MAP)
+        roi_transform = layer_metadata.roi_transform_of(layer)
         if self.region.value == "cell ROI" and roi_map is not None and roi_transform:
             rows, cols = np.shape(roi_map)
             return (np.asarray(roi_map), roi_transform), f"cell ROI ({rows}x{cols})"

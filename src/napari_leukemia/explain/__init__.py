@@ -12,18 +12,14 @@ in `lrp.canonize`, graph walking in `graph`, the compiled analyzer in `lrp.analy
 
 Importing this package does not import TensorFlow; the first explanation does.
 
-The package itself is callable and means `explain`: ``napari_leukemia.explain`` is both
-this subpackage and the brief's ``napari_leukemia.explain(image, method, ...)``, and
-Python binds the name to the subpackage once it is imported, so the call must work on
-the module too.
+The package itself is callable and means `explain` (see `_callable_module`).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
+from .._callable_module import make_callable
 from .methods import METHODS, ExplainError, MethodInfo, Param, method_info
 
 _LAZY = {
@@ -66,11 +62,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-class _CallableModule(types.ModuleType):
-    """This package, callable as `explain` (see the module docstring)."""
-
-    def __call__(self, image, method, model=None, target=None, **kwargs):
-        return self.explain(image, method, model, target, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)

@@ -24,7 +24,7 @@ import threading
 
 _IMPORT_LOCK = threading.Lock()
 _KEEPER_NAME = "napari-leukemia-tensorflow-import"
-_keeper_alive = threading.Event()  # set forever once the keeper has imported
+_imported = threading.Event()  # set once TensorFlow and Keras are imported
 
 
 def _import_modules() -> None:
@@ -54,7 +54,7 @@ def _import_on_keeper_thread() -> None:
             outcome["error"] = error
         imported.set()
         if "error" not in outcome:
-            _keeper_alive.set()
+            _imported.set()
             threading.Event().wait()  # never returns: this thread state must stay valid
 
     threading.Thread(target=keep, name=_KEEPER_NAME, daemon=True).start()
@@ -65,19 +65,16 @@ def _import_on_keeper_thread() -> None:
 
 def import_tensorflow() -> None:
     """Import TensorFlow and Keras once, from any thread; a no-op afterwards."""
-    if _keeper_alive.is_set() or _imported_on_main.is_set():
+    if _imported.is_set():
         return
     with _IMPORT_LOCK:
-        if _keeper_alive.is_set() or _imported_on_main.is_set():
+        if _imported.is_set():
             return
         if threading.current_thread() is threading.main_thread():
             _import_modules()
-            _imported_on_main.set()
+            _imported.set()
         else:
             _import_on_keeper_thread()
-
-
-_imported_on_main = threading.Event()
 
 
 def keras_module():

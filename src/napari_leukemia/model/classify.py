@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..images import as_array, check_2d, read_image
-from ..roi import RoiSource, clip_bbox
+from ..roi import clip_bbox
 from .backend import keras_module
-from .inputs import convert, field_cells, field_inputs
+from .inputs import cell_inputs, field_inputs
 from .metadata import CLASS_NAMES, InputSpec, ModelInfo, malignant_probability, read_info
 
 BUNDLED_MODEL = "leukemia_default.keras"
@@ -198,14 +198,14 @@ def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, b
     if bbox is not None:
         bbox, clip_note = clip_bbox(bbox, image.shape)
         notes += [clip_note] if clip_note else []
-        batch, kind, cells = _cell_batch(image, [bbox], spec), "cell", []
+        batch, kind, cells = cell_inputs(image, [bbox], spec)[0], "cell", []
         if spec.kind == "field":
             notes.append(
                 "This model was trained on whole fields; a single-cell ROI is "
                 "outside what it has seen."
             )
     else:
-        batch, cells = _field_batch(image, spec)
+        batch, cells = field_inputs(image, spec)
         if spec.kind == "cell" and not cells:
             notes.append("No cell was detected; the whole image was classified as one ROI.")
         kind = f"field (mean of {len(cells)} cells)" if cells else "field (whole image)"
@@ -246,24 +246,3 @@ def _malignant(mean: np.ndarray, info: ModelInfo, notes: list[str]) -> float:
         )
         return float("nan")
     return float(malignant_probability(mean, info.class_names, info.benign_classes))
-
-
-def _cell_batch(image: np.ndarray, bboxes, spec) -> np.ndarray:
-    """Model inputs for the cells in `bboxes`; the image is prepared once for all of them.
-
-    Same result as `inputs.cell_input` per bbox, but the ROI cost does not grow with the
-    image (no whole-image conversion and median per cell).
-    """
-    source = RoiSource.of(image, rgb=True)
-    rois = [source.extract(b, spec.size, spec.margin)[0] for b in bboxes]
-    return np.stack([convert(roi, spec) for roi in rois])
-
-
-def _field_batch(image: np.ndarray, spec) -> tuple[np.ndarray, list]:
-    """`inputs.field_inputs` with the per-cell ROIs of `_cell_batch`."""
-    if spec.kind != "cell":
-        return field_inputs(image, spec)
-    cells = field_cells(image)
-    if not cells:
-        return convert(image, spec)[None], []
-    return _cell_batch(image, [c.bbox for c in cells], spec), cells

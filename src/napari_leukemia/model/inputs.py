@@ -10,7 +10,7 @@ import numpy as np
 
 from ..images import as_rgb, check_2d
 from ..preprocess import document000_pipeline, resize
-from ..roi import RoiTransform, extract_roi
+from ..roi import RoiSource, RoiTransform
 from .metadata import InputSpec
 
 #: At most this many cells per field are used (the most confident ones).
@@ -29,10 +29,19 @@ def convert(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     raise ValueError(f"Unknown preprocessing pipeline {spec.pipeline!r} in the model metadata.")
 
 
+def cell_inputs(image: np.ndarray, bboxes, spec: InputSpec) -> tuple[np.ndarray, list]:
+    """Model inputs (N, rows, cols, channels) for the cells in `bboxes`, and their ROI
+    transforms. The image is prepared once for all cells (value range, padding colour),
+    so the cost per cell does not grow with the image."""
+    source = RoiSource.of(image, rgb=True)
+    rois = [source.extract(bbox, spec.size, spec.margin) for bbox in bboxes]
+    return np.stack([convert(roi, spec) for roi, _ in rois]), [t for _, t in rois]
+
+
 def cell_input(image: np.ndarray, bbox, spec: InputSpec) -> tuple[np.ndarray, RoiTransform]:
     """The model input for the cell in `bbox`, and the ROI transform back to `image`."""
-    roi, transform = extract_roi(as_rgb(image), bbox, size=spec.size, margin=spec.margin)
-    return convert(roi, spec), transform
+    batch, transforms = cell_inputs(image, [bbox], spec)
+    return batch[0], transforms[0]
 
 
 def field_cells(image: np.ndarray, max_cells: int = MAX_CELLS_PER_FIELD):
@@ -51,7 +60,6 @@ def field_inputs(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, list]:
     if spec.kind == "cell":
         cells = field_cells(image)
         if cells:
-            batch = np.stack([cell_input(image, c.bbox, spec)[0] for c in cells])
-            return batch, cells
+            return cell_inputs(image, [c.bbox for c in cells], spec)[0], cells
         return convert(image, spec)[None], []
     return convert(image, spec)[None], []
