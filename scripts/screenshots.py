@@ -67,47 +67,37 @@ def main() -> None:
     truth = [lay for lay in viewer.layers if "labels" in lay.name][0]
     truth.visible = False
 
-    show_tab(viewer, "Detect cells")
-    shoot(viewer, "viewer_cells.png")
+    def use(tab: str, file: str, run=None, done=lambda: True) -> None:
+        """Raise `tab`, run its action, wait until it is done, take the screenshot."""
+        show_tab(viewer, tab)
+        if run is not None:
+            run()
+        wait(done)
+        shoot(viewer, file)
 
-    show_tab(viewer, "Extract ROI")
-    widgets["Extract ROI"].run()
-    shoot(viewer, "widget_roi.png")
+    use("Detect cells", "viewer_cells.png")
+    use("Extract ROI", "widget_roi.png", widgets["Extract ROI"].run)
     for layer in viewer.layers:  # hide the ROI again for the next steps
         if layer.name.startswith("ROI"):
             layer.visible = False
-
-    show_tab(viewer, "Classify cell")
     classify = widgets["Classify cell"]
-    classify.run()
-    wait(lambda: classify.run_button.enabled)
-    shoot(viewer, "widget_classify.png")
-
-    show_tab(viewer, "Explain")
+    use("Classify cell", "widget_classify.png", classify.run, lambda: classify.run_button.enabled)
     explain = widgets["Explain"]
     explain.methods.value = ["gradient_x_input", "lrp_epsilon", "grad_cam"]
-    explain.run()
-    wait(lambda: not explain.running)
-    shoot(viewer, "widget_explain.png")
+    use("Explain", "widget_explain.png", explain.run, lambda: not explain.running)
     explain.toggle_grid()
     shoot(viewer, "widget_explain_side_by_side.png")
     explain.toggle_grid()
-
-    show_tab(viewer, "Morphology labels")
     labels = widgets["Morphology labels"]
-    labels.suggest()
-    wait(lambda: labels.suggest_button.enabled)
-    shoot(viewer, "widget_labels.png")
-
-    show_tab(viewer, "Relevance overlap")
-    overlap = widgets["Relevance overlap"]
-    overlap.labels.value = truth
-    overlap.compute()
-    shoot(viewer, "widget_overlap.png")
-
-    show_tab(viewer, "Preprocess")
-    widgets["Preprocess"].run()
-    shoot(viewer, "widget_preprocess.png")
+    use(
+        "Morphology labels",
+        "widget_labels.png",
+        labels.suggest,
+        lambda: labels.suggest_button.enabled,
+    )
+    widgets["Relevance overlap"].labels.value = truth
+    use("Relevance overlap", "widget_overlap.png", widgets["Relevance overlap"].compute)
+    use("Preprocess", "widget_preprocess.png", widgets["Preprocess"].run)
     viewer.close()
 
 
