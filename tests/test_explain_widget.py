@@ -136,7 +136,9 @@ def test_maps_are_aligned_layers_with_the_engines_values(scene, models, qtbot, m
         else:
             assert low == 0 and high == pytest.approx(expected.map.max(), rel=1e-5)
             assert out.colormap.name == explain_widget.POSITIVE_COLORMAP.name
-        assert out.blending == "translucent" and 0.5 <= out.opacity < 1
+        # the strongest relevance is still see-through, so the cell shows under the map
+        assert out.blending == "translucent"
+        assert 0.5 <= out.opacity * out.colormap.colors[:, 3].max() < 1
         meta = out.metadata["napari_leukemia"]
         assert meta["kind"] == "attribution" and meta["method"] == method
         assert meta["cell"] == 1 and meta["image_layer"] == "smear"
@@ -197,22 +199,48 @@ def test_whole_field_when_the_checkbox_is_off(scene, models, qtbot, messages):
     assert out.metadata["napari_leukemia"]["cell"] is None
 
 
-def test_side_by_side_toggles_grid_mode_and_zooms_on_the_cell(scene, qtbot, messages):
+def test_side_by_side_shows_each_map_named_over_its_cell_and_back(scene, qtbot, messages):
     viewer, layer, cells, widget = scene
     widget.methods.value = ["gradient", "grad_cam"]
     run(widget, qtbot)
+    maps = attribution_layers(viewer)
+    before = [(lay.name, lay.visible) for lay in viewer.layers]
     assert not viewer.canvas.grid.enabled
     widget.grid_button.clicked.emit(True)
-    assert viewer.canvas.grid.enabled and widget.grid_button.text == "Overlay"
-    shape = viewer.canvas.grid.actual_shape(viewer.layers)
-    assert shape[0] * shape[1] >= len(viewer.layers)
+    grid = viewer.canvas.grid
+    assert grid.enabled and widget.grid_button.text == "Overlay"
+    # one panel per map; in each, a view of the image (same array) under the map
+    panels = [
+        [viewer.layers[i] for i in indices]
+        for _, indices in grid.iter_viewboxes(viewer.layers)
+        if any(viewer.layers[i].visible for i in indices)
+    ]
+    assert len(panels) == len(maps) == 2
+    first = [lay for lay in panels[0] if lay.visible]
+    assert first[-1] is maps[0]  # the first method in the top-left panel
+    for panel in panels:
+        shown = [lay for lay in panel if lay.visible]
+        assert len(shown) == 2
+        under, top = shown
+        assert under.data is layer.data and top in maps
+        assert top.name_overlay.visible
+    assert not layer.visible and not cells.visible  # the rest is hidden
     # the camera is centred on the explained cell's ROI (world coordinates)
-    _, (top, left, bottom, right) = widget.last_window
-    centre = np.array([(top + bottom - 1) / 2, (left + right - 1) / 2])
+    _, (top_, left, bottom, right) = widget.last_window
+    centre = np.array([(top_ + bottom - 1) / 2, (left + right - 1) / 2])
     world = centre * np.asarray(layer.scale) + np.asarray(layer.translate)
     np.testing.assert_allclose(viewer.camera.center[-2:], world, atol=1e-6)
+    assert viewer.camera.zoom > 1.0
     widget.grid_button.clicked.emit(True)
     assert not viewer.canvas.grid.enabled and widget.grid_button.text == "Side by side"
+    assert sorted((lay.name, lay.visible) for lay in viewer.layers) == sorted(before)
+    assert not any(m.name_overlay.visible for m in maps)
+    # again, then a new explanation comes back to the overlay by itself
+    widget.grid_button.clicked.emit(True)
+    assert viewer.canvas.grid.enabled
+    run(widget, qtbot)
+    assert not viewer.canvas.grid.enabled and widget.grid_button.text == "Side by side"
+    assert sorted(lay.name for lay in viewer.layers) == sorted(name for name, _ in before)
 
 
 def test_target_class_by_name(scene, qtbot, messages):

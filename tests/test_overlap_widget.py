@@ -253,3 +253,47 @@ def test_a_cell_map_is_quantified_on_its_roi_as_documented(setup):
     assert set(whole["region"]) == {"whole field"}
     assert whole["relevant_pixels"].tolist() == on_field["relevant_pixels"].tolist()
     assert whole["pixels"].sum() == smear.labels.size > table["pixels"].sum()
+
+
+def test_map_list_offers_only_one_channel_maps(setup):
+    viewer, widget, labels, smear = setup
+    add_map(viewer, smear.labels == 1, "nucleus map")
+    add_map(viewer, smear.labels == 2, "a user's own map", meta={})
+    roi, transform = extract_roi(smear.image, (60, 60, 120, 120), size=32)
+    viewer.add_image(roi, name="ROI", rgb=True, metadata={"napari_leukemia": {"kind": "roi"}})
+    viewer.add_image(
+        smear.image[..., 0], name="gray", metadata={"napari_leukemia": {"kind": "preprocessed"}}
+    )
+    widget.maps.reset_choices()
+    assert set(widget.maps.choices) == {"nucleus map", "a user's own map"}  # not smear (RGB)
+
+
+def test_labels_choice_moves_from_empty_to_a_painted_draft(make_napari_viewer):
+    viewer = make_napari_viewer()
+    smear = make_smear(seed=0)
+    viewer.add_image(smear.image, name="smear", rgb=True)
+    widget = RelevanceOverlapWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    empty = viewer.add_labels(np.zeros(smear.labels.shape, np.int32), name="new labels")
+    assert widget.labels.value is empty
+    draft = viewer.add_labels(smear.labels.astype(np.int32), name="suggested")
+    assert widget.labels.value is draft
+    # a painted choice stays when another layer is added
+    viewer.add_labels(np.zeros(smear.labels.shape, np.int32), name="another empty")
+    viewer.add_labels(smear.labels.astype(np.int32), name="second draft")
+    assert widget.labels.value is draft
+
+
+def test_chart_legend_never_covers_a_bar(setup):
+    viewer, widget, labels, smear = setup
+    for code in (1, 2, 3):
+        add_map(viewer, smear.labels == code, f"map {code}")
+    widget.compute()
+    figure = widget.chart_panel.figure
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (ax,) = figure.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    for bars in widget.chart_panel.bars.values():
+        for patch in bars.patches:
+            assert not legend.overlaps(patch.get_window_extent(renderer))

@@ -162,6 +162,37 @@ def test_user_drawn_box_can_be_selected_and_extracted(viewer_with_smear, qtbot):
     assert ExtractRoiWidget(viewer).run() is not None
 
 
+def test_edge_cell_roi_stays_on_the_image(viewer_with_smear, qtbot):
+    """A box at the corner: the ROI layer shows only the part on the image, aligned."""
+    viewer, layer, smear = viewer_with_smear
+    _, cells = detect(viewer, layer, qtbot)
+    cells.add_rectangles(selection.bbox_to_rectangle((0, 0, 30, 24)))
+    selection.select_cell(cells, len(cells.data) - 1)
+    roi_layer = ExtractRoiWidget(viewer).run()
+    rows, cols = layer.data.shape[:2]
+    (top, left), (bottom, right) = roi_layer.extent.world
+    assert top >= -0.5 and left >= -0.5 and bottom <= rows - 0.5 and right <= cols - 0.5
+    assert roi_layer.data.shape[0] < 64 and roi_layer.data.shape[1] < 64  # padding cut off
+    # its transform describes exactly the pixels it holds
+    meta = roi_layer.metadata["napari_leukemia"]["roi_transform"]
+    np.testing.assert_allclose(
+        meta["origin"], roi_layer.data_to_world((0, 0)) - (np.asarray(meta["scale"]) - 1) / 2
+    )
+    corner = np.round(roi_layer.data_to_world((0, 0))).astype(int)
+    assert (corner >= 0).all()
+
+
+def test_cell_numbers_read_on_pale_and_dark_smears():
+    from napari_leukemia.cells import Cell
+
+    cell = Cell(bbox=(20, 20, 40, 40), mask=np.ones((20, 20), bool), score=1.0)
+    for fill, expected in ((235, selection.LABEL_ON_LIGHT), (40, selection.LABEL_ON_DARK)):
+        image = np.full((80, 80, 3), fill, np.uint8)
+        _, kwargs, _ = selection.cells_layer_data([cell], "smear", image)
+        assert kwargs["text"]["color"]["array"] == [expected]
+    assert selection.LABEL_ON_LIGHT != selection.LABEL_ON_DARK
+
+
 def test_blank_image_gives_no_cells_and_a_message(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.full((100, 100, 3), 240, np.uint8), name="blank")

@@ -32,7 +32,8 @@ ATTRIBUTION = "attribution"
 PREPROCESSED = "preprocessed"
 MORPHOLOGY = "morphology_labels"
 SUGGESTED = "suggested_labels"
-KINDS = (CELLS, ROI, ATTRIBUTION, PREPROCESSED, MORPHOLOGY, SUGGESTED)
+UNDERLAY = "side_by_side_underlay"  # a view of the image under one map, while side by side
+KINDS = (CELLS, ROI, ATTRIBUTION, PREPROCESSED, MORPHOLOGY, SUGGESTED, UNDERLAY)
 
 IMAGE_LAYER = "image_layer"
 SOURCE_FILE = "source_file"

@@ -53,15 +53,18 @@ class DetectCellsWidget(Container):
             action="Detection",
             button=self._run,
             status=self._status,
-            on_returned=lambda cells: self.show_cells(cells, layer),
+            on_returned=lambda cells: self.show_cells(cells, layer, plane),
         )
 
-    def show_cells(self, cells, layer):
-        """Add `cells` (found on `layer`) as an editable cells layer; select the first."""
+    def show_cells(self, cells, layer, plane=None):
+        """Add `cells` (found on `layer`) as an editable cells layer; select the first.
+
+        `plane`, the pixels they were found on, picks readable colours for the numbers.
+        """
         if not cells:
             self._status.value = f"No cells found on '{layer.name}'."
             show_info(f"No cells found on '{layer.name}'. Lower 'min score' or draw a box.")
-        data, kwargs, _ = selection.cells_layer_data(cells, layer.name)
+        data, kwargs, _ = selection.cells_layer_data(cells, layer.name, plane)
         for old in selection.unedited_cells_layers(self._viewer, layer.name):
             self._viewer.layers.remove(old)  # our own earlier result; edited ones are kept
         cells_layer = self._viewer.add_shapes(data, **kwargs, **placement(layer))
@@ -69,7 +72,8 @@ class DetectCellsWidget(Container):
         self._viewer.layers.selection.active = cells_layer
         cells_layer.mode = "select"
         if cells:
-            self._status.value = f"{len(cells)} cells on '{layer.name}'. Click one to select it."
+            found = "1 cell" if len(cells) == 1 else f"{len(cells)} cells"
+            self._status.value = f"{found} on '{layer.name}'. Click one to select it."
             selection.select_cell(cells_layer, 0)
 
     def _cell_choices(self, *_) -> list[str]:

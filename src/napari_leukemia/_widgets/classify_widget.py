@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     import napari
 
 
-
 def classify_plane(plane, model_path: Path | None, bbox):
     """Load the model (cached) and classify; runs in a worker thread."""
     from ..model.classify import classify, load_model

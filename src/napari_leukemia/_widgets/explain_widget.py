@@ -8,8 +8,8 @@ places ROI maps back onto the image, 0 outside the ROI), named
 ``"<method> · <class> · cell N"`` (or ``"· field"``), with
 ``metadata["napari_leukemia"]`` of kind ``"attribution"``. Re-running replaces the
 plugin's own map for the same method, class, cell and image (found by that metadata,
-so a user's layer of the same name is never touched). "Side by side" toggles napari's
-grid mode, zoomed on the explained cell.
+so a user's layer of the same name is never touched). "Side by side" shows the last
+explanation's maps in named panels over the image, zoomed on the cell (`side_by_side`).
 
 TensorFlow is imported on the first run, in the worker, with `import_tensorflow`
 (see there: a plain import after napari's OpenGL context exists can crash the process).
@@ -48,6 +48,7 @@ from .layers import (
     placement,
     update_in_place,
 )
+from .side_by_side import SideBySide
 from .workers import preload_model, run_in_worker, status_label, waiting_message
 
 if TYPE_CHECKING:
@@ -58,15 +59,20 @@ PREDICTED = "predicted"
 DEFAULT_METHODS = ("gradient_x_input", "lrp_epsilon", "grad_cam")
 
 
+# Romanowsky stains colour a smear purple (nuclei), light blue (cytoplasm) and pink (red
+# cells) on a pale background; green and yellow do not occur in it, so the maps use them.
+MAX_ALPHA = 0.8  # even the strongest relevance lets the cell show through
+
+
 def _signed_colormap() -> Colormap:
-    """Blue (negative) → transparent (0) → red (positive), for signed maps."""
+    """Green (negative) → transparent (0) → yellow-orange (positive), for signed maps."""
     return Colormap(
         colors=[
-            [0.02, 0.19, 0.75, 1.0],
-            [0.40, 0.62, 1.00, 0.65],
+            [0.00, 0.40, 0.20, MAX_ALPHA],
+            [0.30, 0.75, 0.35, 0.5],
             [1.00, 1.00, 1.00, 0.0],
-            [1.00, 0.55, 0.35, 0.65],
-            [0.80, 0.03, 0.03, 1.0],
+            [1.00, 0.85, 0.10, 0.5],
+            [0.95, 0.50, 0.00, MAX_ALPHA],
         ],
         controls=[0.0, 0.3, 0.5, 0.7, 1.0],
         name="napari_leukemia:relevance_signed",
@@ -75,12 +81,13 @@ def _signed_colormap() -> Colormap:
 
 
 def _positive_colormap() -> Colormap:
-    """Inferno fading in from transparent at 0, for non-negative maps."""
-    inferno = np.asarray(ensure_colormap("inferno").map(np.linspace(0.0, 1.0, 33)))
-    inferno[:, 3] = np.clip(np.linspace(0.0, 1.0, 33) / 0.3, 0.0, 1.0)
+    """Viridis' green-to-yellow half, fading in from transparent, for non-negative maps."""
+    steps = np.linspace(0.0, 1.0, 33)
+    colors = np.asarray(ensure_colormap("viridis").map(0.45 + 0.55 * steps))
+    colors[:, 3] = MAX_ALPHA * np.clip(steps / 0.6, 0.0, 1.0)
     return Colormap(
-        colors=inferno,
-        controls=np.linspace(0.0, 1.0, 33),
+        colors=colors,
+        controls=steps,
         name="napari_leukemia:relevance_positive",
         display_name="relevance ≥ 0",
     )
@@ -133,7 +140,7 @@ def display_kwargs(result) -> dict:
         "colormap": colormap,
         "contrast_limits": limits,
         "blending": "translucent",
-        "opacity": 0.8,
+        "opacity": 1.0,  # the colormap's own alpha (at most MAX_ALPHA) does the fading
         "interpolation2d": "nearest",
     }
 
@@ -221,11 +228,11 @@ class ExplainWidget(Container):
         self.grid_button = PushButton(
             text="Side by side",
             tooltip=(
-                "Toggle napari's grid mode: every visible layer gets its own panel (the "
-                "image too), all panels share one camera, zoomed on the last explained "
-                "cell. Hide layers you do not want to compare (e.g. the cell boxes)."
+                "Each map of the last explanation in its own named panel, over the image, "
+                "all zoomed on the explained cell; press again to go back to the overlay."
             ),
         )
+        self.side_by_side = SideBySide(viewer)
         self.extend(
             [
                 self.image,
@@ -373,6 +380,8 @@ class ExplainWidget(Container):
         jobs = [(m, self.params_for(m)) for m in methods]
         model_path = self._model_path()
         context = {"layer": layer, "cell": cell, "model_path": model_path}
+        if self.side_by_side.active:  # new maps come back to the overlay view
+            self.toggle_grid()
         self.running = True
         self.last_layers = []
         self._told = set()
@@ -481,30 +490,17 @@ class ExplainWidget(Container):
             self.status.value = f"Added: {added}"
 
     # -- side by side --------------------------------------------------------------
-    def _grid(self):
-        canvas = getattr(self._viewer, "canvas", None)
-        return canvas.grid if canvas is not None else self._viewer.grid
-
     def toggle_grid(self, *_) -> None:
-        """Napari's grid mode on/off; on: zoom all panels to the last explained ROI."""
-        grid = self._grid()
-        grid.enabled = not grid.enabled
-        self.grid_button.text = "Overlay" if grid.enabled else "Side by side"
-        self._viewer.reset_view()
-        if grid.enabled and self.last_window is not None:
-            self._zoom_to(*self.last_window)
-
-    def _zoom_to(self, layer, window) -> None:
-        if layer not in self._viewer.layers:
-            return
-        top, left, bottom, right = window
-        corners = np.array([[top - 0.5, left - 0.5], [bottom - 0.5, right - 0.5]])
-        scale = np.asarray(layer.scale)[-2:]
-        world = corners * scale + np.asarray(layer.translate)[-2:]
-        rows, cols = np.asarray(layer.data.shape[:2] if layer.rgb else layer.data.shape[-2:])
-        full = np.array([rows, cols]) * scale
-        factor = float(np.min(full / np.maximum(world[1] - world[0], 1e-9)))
-        camera = self._viewer.camera
-        center = tuple(world.mean(axis=0))
-        camera.center = (*tuple(camera.center)[:-2], *center)
-        camera.zoom = camera.zoom * max(1.0, 0.9 * factor)
+        """Side by side on/off: the last explanation's maps, each in a named panel over
+        its cell, zoomed on the explained cell (see `side_by_side`)."""
+        if self.side_by_side.active:
+            self.side_by_side.leave()
+        else:
+            maps = [lay for lay in self.last_layers if lay in self._viewer.layers]
+            image, window = self.last_window if self.last_window else (None, None)
+            if image is None and maps:
+                name = layer_metadata.image_layer_of(maps[0])
+                image = next((lay for lay in self._viewer.layers if lay.name == name), None)
+            if not self.side_by_side.enter(maps, image, window):
+                show_info("Side by side: explain a cell first; its maps are shown side by side.")
+        self.grid_button.text = "Overlay" if self.side_by_side.active else "Side by side"

@@ -89,12 +89,8 @@ DEBOUNCE_MS = 300
 # --------------------------------------------------------------------------- core
 
 
-
-
 def is_attribution_layer(layer) -> bool:
     return layer_metadata.kind_of(layer) == ATTRIBUTION_KIND
-
-
 
 
 def display_value(row: Mapping, column: str) -> str:
@@ -315,8 +311,8 @@ class OverlapChartPanel(QWidget):
         ax.set_ylabel(metric.replace("_", " "))
         if metric == "relevance_density":
             ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
-        if drawn:
-            ax.legend(fontsize="small", frameon=False)
+        if drawn:  # beside the bars, never over them
+            ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         title = f"{metric.replace('_', ' ')} per label"
         if skipped:
             title += f"\n{UNDEFINED} (not drawn): " + ", ".join(skipped)
@@ -402,17 +398,43 @@ class RelevanceOverlapWidget(Container):
         self._known: set[str] = set()
         layers = viewer.layers
         layers.events.inserted.connect(self._refresh_maps)
+        layers.events.inserted.connect(self._prefer_painted_labels)
         layers.events.removed.connect(self._refresh_maps)
         layers.events.moved.connect(self._refresh_maps)
         self.native.destroyed.connect(lambda *_: self._disconnect())
         self._refresh_maps()
+        self._prefer_painted_labels()
 
     # ---------------------------------------------------------------- layers
 
+    def _prefer_painted_labels(self, *_):
+        """Offer labels that hold something: a new painted or suggested layer replaces
+        an empty choice (e.g. 'New labels' made before 'Suggest labels'); a user's
+        choice of a painted layer is kept."""
+        from napari.layers import Labels
+
+        self.labels.reset_choices()
+        current = self.labels.value
+        if current is not None and np.any(current.data):
+            return
+        painted = [
+            lay for lay in self._viewer.layers if isinstance(lay, Labels) and np.any(lay.data)
+        ]
+        if painted:
+            self.labels.value = painted[-1]
+
     def _map_layer_names(self) -> list[str]:
+        """Layers that can be relevance maps: one-channel images that the plugin did not
+        make as something else (ROIs, preprocessed images, image views)."""
         from napari.layers import Image
 
-        return [lay.name for lay in self._viewer.layers if isinstance(lay, Image)]
+        return [
+            lay.name
+            for lay in self._viewer.layers
+            if isinstance(lay, Image)
+            and not lay.rgb
+            and layer_metadata.kind_of(lay) in (None, ATTRIBUTION_KIND)
+        ]
 
     def _map_choices(self, *_) -> list[str]:
         # a callable, so napari's reset_choices on layer changes keeps it current
@@ -431,7 +453,7 @@ class RelevanceOverlapWidget(Container):
 
     def _disconnect(self):
         layers = self._viewer.layers
-        for handler in (self._refresh_maps,):
+        for handler in (self._refresh_maps, self._prefer_painted_labels):
             for event in (layers.events.inserted, layers.events.removed, layers.events.moved):
                 event.disconnect(handler)
         with contextlib.suppress(RuntimeError):  # Qt may already have deleted it at exit

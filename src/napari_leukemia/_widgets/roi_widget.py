@@ -10,7 +10,7 @@ from napari.utils.notifications import show_error
 
 from .. import layer_metadata
 from ..images import ImageError
-from ..roi import extract_roi
+from ..roi import RoiTransform, extract_roi
 from . import selection
 from .layers import add_or_replace, image_plane
 
@@ -18,9 +18,33 @@ if TYPE_CHECKING:
     import napari
 
 
+def inside_part(roi: np.ndarray, transform: RoiTransform) -> tuple[np.ndarray, RoiTransform]:
+    """The rows and columns of `roi` whose pixel centres lie on the image, and their
+    transform: an edge cell's ROI is shown without the padding past the image border."""
+    centres = [
+        np.asarray(transform.translate[axis]) + np.arange(roi.shape[axis]) * transform.scale[axis]
+        for axis in (0, 1)
+    ]
+    keep = [
+        np.flatnonzero((c >= -0.5) & (c < n - 0.5))
+        for c, n in zip(centres, transform.image_shape, strict=True)
+    ]
+    (r0, r1), (c0, c1) = ((int(k[0]), int(k[-1]) + 1) for k in keep)
+    origin = (
+        transform.origin[0] + r0 * transform.scale[0],
+        transform.origin[1] + c0 * transform.scale[1],
+    )
+    return roi[r0:r1, c0:c1], RoiTransform(origin, transform.scale, transform.image_shape)
+
+
 def roi_layer_data(image_layer, cell: selection.SelectedCell, size: int, margin: float, plane):
-    """LayerData for the ROI of `cell`, placed over the cell on the original image."""
+    """LayerData for the ROI of `cell`, placed over the cell on the original image.
+
+    The layer shows the part of the model's input that lies on the image; its
+    ``roi_transform`` metadata describes exactly the pixels it holds.
+    """
     roi, transform = extract_roi(plane, cell.bbox, size=size, margin=margin)
+    roi, transform = inside_part(roi, transform)
     scale = np.asarray(image_layer.scale)[-2:]
     translate = np.asarray(image_layer.translate)[-2:]
     meta = layer_metadata.make(
@@ -52,9 +76,7 @@ class ExtractRoiWidget(Container):
         spec = _bundled_input_spec()
         self._size = SpinBox(value=spec.size[0], min=8, max=2048, label="size (px)")
         self._size.tooltip = "side of the ROI; default: the bundled model's input size"
-        self._margin = FloatSpinBox(
-            value=spec.margin, min=0.0, max=2.0, step=0.05, label="margin"
-        )
+        self._margin = FloatSpinBox(value=spec.margin, min=0.0, max=2.0, step=0.05, label="margin")
         self._run = PushButton(text="Extract ROI")
         self.extend([self._cell, self._size, self._margin, self._run])
         self._run.changed.connect(self.run)

@@ -16,11 +16,17 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
+from ..images import as_rgb
 from ..layer_metadata import CELLS as CELLS_KIND
 from ..layer_metadata import PLUGIN_KEY, kind_of
 
-SELECTED_EDGE = "yellow"
-OTHER_EDGE = "cyan"
+# Colours that stand out on Romanowsky-stained smears (pale background, pink red cells,
+# purple nuclei): the selected box in orange, the others in a dark teal.
+SELECTED_EDGE = "#ff7f0e"
+OTHER_EDGE = "#00a0a0"
+LABEL_ON_LIGHT = "black"
+LABEL_ON_DARK = "white"
+LABEL_PATCH = 6  # px around a box's corner whose brightness picks the number's colour
 
 
 class _SelectionEvents:
@@ -78,8 +84,31 @@ def is_cells_layer(layer) -> bool:
     return kind_of(layer) == CELLS_KIND
 
 
-def cells_layer_data(cells, image_layer_name: str) -> tuple:
-    """napari LayerData tuple for detected cells (a list of `Cell`)."""
+def label_colors(image, bboxes) -> list[str]:
+    """Black or white per cell number, whichever stands out from the smear under it.
+
+    The number sits at the box's upper-left corner; its colour follows the mean
+    luminance of the pixels there, so it reads on pale and on dark smears alike.
+    """
+    if image is None:
+        return [LABEL_ON_LIGHT] * len(bboxes)
+    rgb = as_rgb(image)
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    colors = []
+    for min_row, min_col, _, _ in bboxes:
+        top, left = max(int(min_row) - LABEL_PATCH, 0), max(int(min_col) - LABEL_PATCH, 0)
+        patch = luminance[top : top + 2 * LABEL_PATCH, left : left + 3 * LABEL_PATCH]
+        light = patch.size == 0 or float(patch.mean()) >= 0.5
+        colors.append(LABEL_ON_LIGHT if light else LABEL_ON_DARK)
+    return colors
+
+
+def cells_layer_data(cells, image_layer_name: str, image=None) -> tuple:
+    """napari LayerData tuple for detected cells (a list of `Cell`).
+
+    With the `image` the cells were found on, each cell number is drawn in the colour
+    that reads best on the smear under it (`label_colors`).
+    """
     rectangles = [bbox_to_rectangle(cell.bbox) for cell in cells]
     features = pd.DataFrame(
         {
@@ -99,7 +128,15 @@ def cells_layer_data(cells, image_layer_name: str) -> tuple:
         "features": features,
         # shapes the user draws get id 0 (a fresh id is given when needed), no score
         "feature_defaults": {"cell": 0, "score": np.nan, "selected": False},
-        "text": {"string": "{cell}", "color": "white", "size": 9, "anchor": "upper_left"},
+        "text": {
+            "string": "{cell}",
+            "color": {
+                "array": label_colors(image, [cell.bbox for cell in cells]),
+                "default": LABEL_ON_LIGHT,
+            },
+            "size": 11,
+            "anchor": "upper_left",
+        },
         "metadata": {PLUGIN_KEY: {"kind": CELLS_KIND, "image_layer": image_layer_name}},
     }
     return rectangles, kwargs, "shapes"
