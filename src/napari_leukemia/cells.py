@@ -73,6 +73,11 @@ _WHOLE_NUCLEUS = 0.7
 #: lobes sit in abundant cytoplasm, whereas a blast is mostly nucleus).
 _GRANULOCYTE_SHARE = 0.6
 _CROSS = ndi.generate_binary_structure(2, 1)
+#: Red-cell radius from distance-transform peaks: needs this many peaks ...
+_MIN_RED_PEAKS = 10
+#: ... and their upper-quartile inscribed radius times this (a peak sits at most a pixel
+#: or so from a cell's true centre, so inscribed radii run a little short).
+_PEAK_RADIUS_SCALE = 1.15
 #: Images narrower than this many working pixels (after reduction) cannot hold a cell.
 _MIN_WORK_SIDE = 4
 
@@ -373,11 +378,13 @@ def _remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def _red_cell_radius(red: np.ndarray, shape: tuple[int, int]) -> float:
-    """Typical red-cell radius in working pixels, ``2 * area / perimeter`` of their mask.
+    """Typical red-cell radius in working pixels.
 
-    For a disc this is exactly its radius; clumps and open rings bias it by well under a
-    factor of two, which the size score tolerates. Falls back to 4 % of the longer image
-    side when there are hardly any red cells.
+    ``2 * area / perimeter`` of their mask is exactly a disc's radius; in dense fields
+    where red cells pile into one mass it grows with the pile (1.6x on some all4 fields,
+    which made small lymphocytes look too small to be cells), so it is capped by the
+    upper-quartile inscribed radius at the distance transform's peaks. Falls back to 4 %
+    of the longer image side when there are hardly any red cells.
     """
     fallback = 0.04 * max(shape)
     red = _fill_holes(ndi.binary_opening(red, _CROSS))
@@ -385,7 +392,16 @@ def _red_cell_radius(red: np.ndarray, shape: tuple[int, int]) -> float:
     if area < 50:
         return fallback
     perimeter = float(measure.perimeter(red))
-    return 2.0 * area / perimeter if perimeter > 0 else fallback
+    radius = 2.0 * area / perimeter if perimeter > 0 else fallback
+    # where red cells pile up into one mass (dense fields), its outline hides their
+    # borders and 2A/P grows with the pile; the inscribed radii at the distance
+    # transform's peaks still measure single cells
+    distance = ndi.distance_transform_edt(red)
+    peaks = peak_local_max(distance, min_distance=3, labels=red.astype(np.int32))
+    if len(peaks) >= _MIN_RED_PEAKS:
+        inscribed = distance[tuple(peaks.T)]
+        radius = min(radius, _PEAK_RADIUS_SCALE * float(np.percentile(inscribed, 75)))
+    return radius
 
 
 def _split_cells(material: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
