@@ -1,5 +1,6 @@
 """Bad inputs from issue 14: each test checks one claim of the issue exactly."""
 
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -339,3 +340,111 @@ def test_resizing_a_large_field_to_a_model_input_is_fast_and_nearly_exact():
     exact = sk_resize(image, (64, 64, 3), order=1, anti_aliasing=True, preserve_range=True)
     assert np.abs(small - exact).mean() < 0.01 and np.abs(small - exact).max() < 0.05
     assert elapsed < 2.0
+
+
+# ------------------------------------------------------------------ 18: clear messages
+def test_a_truncated_tiff_error_names_the_file(tmp_path, field):
+    import tifffile
+
+    from napari_leukemia.labels import LabelsError, load_labels, save_labels
+
+    image_path = tmp_path / "cut.tif"
+    tifffile.imwrite(image_path, field)
+    image_path.write_bytes(image_path.read_bytes()[: field.nbytes // 2])
+    with pytest.raises(ImageError, match="cut.tif could not be read .* truncated"):
+        read_image(image_path)
+    labels_path = save_labels(tmp_path / "labels.tif", np.arange(600).reshape(20, 30) % 6)
+    labels_path.write_bytes(labels_path.read_bytes()[:700])
+    with pytest.raises(LabelsError, match=r"labels.tif could not be read .* truncated"):
+        load_labels(labels_path)
+
+
+def _class_folder(folder, n=2):
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+
+
+def test_evaluate_with_unknown_class_folders_names_them(tmp_path, bundled, capsys):
+    from napari_leukemia.cli import main
+    from napari_leukemia.model.evaluation import evaluate_folder
+
+    _class_folder(tmp_path / "data" / "Monocyte")
+    _class_folder(tmp_path / "data" / "Neutrophil")
+    message = r"has no folder of the classes \['Benign', .*\['Monocyte', 'Neutrophil'\]"
+    with pytest.raises(ValueError, match=message):
+        evaluate_folder(tmp_path / "data", bundled)
+    assert main(["evaluate", str(tmp_path / "data")]) == 2
+    assert "Name each class folder after a class of the model" in capsys.readouterr().err
+
+
+def test_evaluate_split_that_matches_no_image_is_refused(tmp_path, bundled):
+    from napari_leukemia.model.evaluation import evaluate_folder
+
+    _class_folder(tmp_path / "data" / "Benign")
+    recorded = bundled.info.data.get("split", {}).get("test")
+    if not recorded:
+        pytest.skip("the bundled model's metadata records no test split")
+    with pytest.raises(ValueError, match=r"None of the \d+ images of the model's 'test' split"):
+        evaluate_folder(tmp_path / "data", bundled, split="test")
+
+
+def test_empty_labels_with_resample_are_refused_with_a_message():
+    from napari_leukemia.quantify import QuantifyError, quantify
+
+    for shape in ((0, 0), (0, 5)):
+        with pytest.raises(QuantifyError, match=r"label image is empty \(shape \(0,"):
+            quantify(np.ones((4, 4)), np.zeros(shape, np.uint8), resample="labels")
+
+
+@pytest.mark.parametrize("key", ["one", None, 1.5, -2, True, "²"])
+def test_a_bad_label_names_key_is_named(tmp_path, key):
+    from napari_leukemia.labels import LabelsError, label_names, save_labels
+    from napari_leukemia.quantify import QuantifyError, quantify
+
+    names = {key: "nucleus"}
+    message = rf"the key {re.escape(repr(key))} is not a label value"
+    with pytest.raises(QuantifyError, match=message):
+        quantify(np.ones((4, 4)), np.ones((4, 4), np.uint8), names)
+    with pytest.raises(LabelsError, match=message):
+        label_names(np.ones((2, 2), np.uint8), names)
+    with pytest.raises(LabelsError, match=message):
+        save_labels(tmp_path / "l.png", np.ones((2, 2), np.uint8), names)
+    assert not list(tmp_path.iterdir())
+
+
+def test_label_names_keys_from_json_or_floats_still_work():
+    from napari_leukemia.labels import label_names
+
+    names = label_names(np.array([[1, 2, 7]]), {"7": "blast", 2.0: "cyto", np.int64(1): "nuc"})
+    assert names == {1: "nuc", 2: "cyto", 7: "blast"}
+
+
+# ------------------------------------------------------------------ 20: size limit
+def test_classify_refuses_a_whole_image_past_the_size_limit(tmp_path, field, bundled, capsys):
+    from napari_leukemia.cli import main
+    from napari_leukemia.images import MAX_PIXELS
+    from napari_leukemia.model.classify import classify
+
+    huge = np.zeros((MAX_PIXELS // 5000 + 1, 5000), np.uint8)  # not a byte is touched
+    with pytest.raises(ImageError, match=r"5001 x 5000 = 25,005,000 pixels.*napari-leukemia ba"):
+        classify(huge, None)  # refused before any model is loaded
+    path = tmp_path / "huge.png"
+    Image.fromarray(huge).save(path)
+    with pytest.raises(ImageError, match="max_pixels=None"):
+        classify(path, bundled)  # a file is refused from its header
+    assert main(["predict", str(path)]) == 1
+    assert "huge.png: ERROR The image is 5001 x 5000" in capsys.readouterr().out
+    cell = classify(huge, bundled, bbox=(100, 100, 160, 160))  # one cell: fine at any size
+    assert cell.kind == "cell"
+
+
+def test_the_size_limit_can_be_set_or_switched_off(field, bundled):
+    from napari_leukemia.model.classify import classify
+
+    with pytest.raises(ImageError, match=r"480 x 640 = 307,200 pixels.*\(100,000 pixels"):
+        classify(field, bundled, max_pixels=100_000)
+    whole = classify(field, bundled, max_pixels=None)
+    assert whole.probabilities == classify(field, bundled).probabilities
+    with pytest.raises(ImageError, match="max_pixels must be a whole number"):
+        classify(field, bundled, max_pixels=2.5e7)

@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from napari_leukemia.images import ImageWarning
 from napari_leukemia.preprocess import grayscale, normalize, resize, unsharp_mask
-from napari_leukemia.quantify import quantify
+from napari_leukemia.quantify import QuantifyWarning, quantify
 from napari_leukemia.roi import extract_roi
 
 FAST = settings(
@@ -57,6 +57,48 @@ def test_quantify_fractions_masses_and_inputs(data):
     assert table["relevance_mass"].fillna(0).sum() <= 1 + slack
     defined = table[table["defined"]]
     assert not defined[fractions].isna().any().any()
+
+
+extreme_values = st.sampled_from(
+    [
+        st.floats(-1.7e308, 1.7e308),  # sums of these overflow float64
+        st.floats(-1e-307, 1e-307, allow_subnormal=True),  # subnormal maps
+        st.floats(-1e-10, 1e-10, allow_subnormal=True) | st.sampled_from([1e308, -1e308]),
+    ]
+)
+
+
+@st.composite
+def extreme_map_and_labels(draw):
+    shape = draw(shapes)
+    relevance = draw(arrays(np.float64, shape, elements=draw(extreme_values)))
+    labels = draw(arrays(np.uint8, shape, elements=st.integers(0, 3)))
+    return relevance, labels
+
+
+@FAST
+@given(
+    extreme_map_and_labels(),
+    st.sampled_from(["mean", "percentile:70", "topk:5", "otsu"]),
+    st.sampled_from(["positive", "absolute", "signed"]),
+)
+def test_maps_near_overflow_or_subnormal_never_give_nan(data, threshold, sign):
+    """Issue 14 #16: values near 1e308 or subnormal maps gave NaN mass in defined rows."""
+    relevance, labels = data
+    before = relevance.copy(), labels.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QuantifyWarning)
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow / invalid value
+        table = quantify(relevance, labels, threshold=threshold, sign=sign)
+    assert np.array_equal(relevance, before[0]) and np.array_equal(labels, before[1])
+    assert not table.isna().any().any()
+    bounded = ["area_fraction", "relevant_fraction", "rank_accuracy"]
+    if sign != "signed":  # a signed mass is a net share and may leave [0, 1]
+        bounded.append("relevance_mass")
+        assert table["relevance_mass"].sum() <= 1 + 1e-9
+    for column in bounded:
+        assert ((table[column] >= 0) & (table[column] <= 1 + 1e-12)).all(), column
+    assert np.isfinite(table[["relevance_mass", "relevance_density"]].to_numpy()).all()
 
 
 @FAST

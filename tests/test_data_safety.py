@@ -362,3 +362,126 @@ def test_zarr_overwrite_swaps_in_the_new_array(store):
     assert {p.split("/")[1] for p in _tree(store) if "/" in p} == {
         p.split("/")[1] for p in tree if "/" in p
     }
+
+
+# --------------------------------------------------------------------------- finding 16, 18
+
+
+def test_missing_zarr_chunk_is_refused_not_read_as_zeros(tmp_path):
+    store = tmp_path / "results.zarr"
+    labels = np.zeros((40, 50), np.uint8)  # mostly unlabelled: most chunks are all 0
+    labels[2:8, 3:9] = 1
+    write_labels_zarr(store, "img/labels", labels, chunks=(16, 16))
+    chunk_files = [p for p in (store / "img" / "labels").rglob("*") if p.is_file()]
+    assert len(chunk_files) == 1 + 3 * 4  # zarr.json + every chunk, all-0 ones included
+    read, _ = read_labels_zarr(store, "img/labels")
+    assert np.array_equal(read, labels)
+    (store / "img" / "labels" / "c" / "0" / "0").unlink()  # the chunk with the nucleus
+    with pytest.raises(LabelsError, match=r"img/labels is damaged: 1 of its 12 chunks are miss"):
+        read_labels_zarr(store, "img/labels")
+
+
+def test_zarr_arrays_from_other_tools_keep_zarr_fill_semantics(tmp_path):
+    store = tmp_path / "other.zarr"
+    root = zarr.open_group(str(store), mode="a")
+    array = root.create_array("labels", shape=(20, 20), dtype="uint8", chunks=(10, 10))
+    array[:10, :10] = 3  # the other chunks are all 0 and, by Zarr's default, not stored
+    read, _ = read_labels_zarr(store, "labels")
+    assert read.sum() == 3 * 100
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("zarr.json", r"results.zarr is damaged: its metadata \(zarr.json\) is unreadable"),
+        ("img/labels/zarr.json", r"img/labels is damaged: its metadata is unreadable"),
+        ("img/labels/c/0/0", r"img/labels is damaged: a chunk cannot be decoded"),
+    ],
+)
+def test_damaged_zarr_store_gets_a_message_naming_it(store, damage, message):
+    target = store / damage
+    target.write_bytes(target.read_bytes()[:7])  # an interrupted copy
+    with pytest.raises(LabelsError, match=message) as info:
+        read_labels_zarr(store, "img/labels")
+    assert "Restore the store from a backup" in str(info.value)
+
+
+def test_zarr_group_or_missing_store_named_on_read(store, tmp_path):
+    with pytest.raises(LabelsError, match=r"img is a group holding \['labels', 'maps', 'raw'\]"):
+        read_labels_zarr(store, "img")
+    with pytest.raises(FileNotFoundError, match="No Zarr store at"):
+        read_labels_zarr(tmp_path / "nowhere.zarr", "img/labels")
+
+
+# --------------------------------------------------------------------------- other writers
+
+
+def _users_partial(folder: Path, name: str) -> Path:
+    """A user's own file with the temporary name older writers used and then deleted."""
+    mine = folder / f".{name}.partial"
+    mine.write_bytes(b"my own file")
+    return mine
+
+
+def test_model_metadata_write_is_atomic(tmp_path, monkeypatch):
+    from napari_leukemia.model.metadata import ModelInfo, write_info
+
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"model bytes")
+    path = write_info(model, ModelInfo(command="first"))
+    before = path.read_bytes()
+    real_write_text = Path.write_text
+
+    def broken(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", broken)
+    with pytest.raises(OSError, match="No space left"):
+        write_info(model, ModelInfo(command="second"))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras"]
+    assert read_info(model).command == "first"
+
+
+def test_write_samples_keeps_users_files_and_old_samples_on_failure(tmp_path, monkeypatch):
+    from napari_leukemia import synthetic
+
+    mine = _users_partial(tmp_path, "smear_224.png")
+    written = synthetic.write_samples(tmp_path)
+    assert mine.read_bytes() == b"my own file"
+    before = {p.name: p.read_bytes() for p in written}
+    calls = []
+    real = synthetic.sample_smear
+
+    def fails_second(name, seed=None):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(name, seed)
+
+    monkeypatch.setattr(synthetic, "sample_smear", fails_second)
+    with pytest.raises(OSError, match="No space left"):
+        synthetic.write_samples(tmp_path, seed=5, overwrite=True)
+    assert {p.name: p.read_bytes() for p in written} == before  # all or nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, mine.name])
+    assert mine.read_bytes() == b"my own file"
+
+
+def test_overlap_csv_save_leaves_a_users_partial_file_alone(qtbot, tmp_path):
+    from napari_leukemia._widgets.overlap_widget import OverlapTablePanel
+    from napari_leukemia.quantify import quantify_maps
+
+    labels = np.repeat(np.arange(1, 4, dtype=np.uint8), 4).reshape(3, 4)
+    table, _, _ = quantify_maps({"m": (np.arange(12.0).reshape(3, 4), None)}, labels)
+    panel = OverlapTablePanel()
+    qtbot.addWidget(panel)
+    panel.frame = table  # what the widget shows; save_csv writes it at full precision
+    mine = _users_partial(tmp_path, "overlap.csv")
+    path = tmp_path / "overlap.csv"
+    panel.save_csv(path)
+    panel.save_csv(path, overwrite=True)
+    assert mine.read_bytes() == b"my own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "overlap.csv"]
+    assert path.read_text().startswith("map,label,name")

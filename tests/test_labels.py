@@ -300,3 +300,28 @@ def test_zarr_roundtrip_keeps_other_arrays(tmp_path):
         read_labels_zarr(store, "img_002/labels")
     with pytest.raises(LabelsError, match="float"):
         write_labels_zarr(store, "f", np.ones((2, 2)))
+
+
+def test_suggested_white_cells_are_the_detected_ones_on_real_fields(shared_data):
+    """A lone Pre-B blast among bluish red cells is drafted as a cell with a nucleus,
+    and every drafted white cell lies on a cell the detector found."""
+    from scipy import ndimage as ndi
+
+    from napari_leukemia.cells import cells_to_labels, detect_cells
+    from napari_leukemia.images import read_image
+
+    for name in ("Pre/WBC-Malignant-Pre-001.jpg", "Pre/WBC-Malignant-Pre-004.jpg"):
+        path = shared_data / "all4" / name
+        if not path.exists():
+            pytest.skip(f"{path} not found")
+        image = read_image(path)
+        labels = suggest_labels(image)
+        detected = cells_to_labels(detect_cells(image), image.shape)
+        assert detected.max() >= 1
+        for index in range(1, detected.max() + 1):
+            assert (labels[detected == index] == 1).any(), (name, index)
+        white = np.isin(labels, (1, 2, 3))
+        drafted, n = ndi.label(white)
+        near = ndi.binary_dilation(detected > 0, iterations=3)
+        for k in range(1, n + 1):
+            assert (near & (drafted == k)).any(), (name, k)

@@ -157,6 +157,58 @@ def test_rank_accuracy_shares_tied_pixels():
     assert table.loc[1, "rank_accuracy"] == pytest.approx((1 + 1 * 1 / 4) / 2)
 
 
+def tied_rank_accuracy(flat, lab, value):
+    """Rank accuracy of one label straight from its definition, ties shared in proportion."""
+    inside = lab == value
+    k = int(inside.sum())
+    v_k = np.sort(flat)[::-1][k - 1]
+    above, tied = flat > v_k, flat == v_k
+    share = (tied & inside).sum() / tied.sum()
+    return ((above & inside).sum() + (k - above.sum()) * share) / k
+
+
+@pytest.mark.parametrize("n_labels", [5, 400])  # few and many distinct sizes (#21)
+def test_rank_accuracy_with_ties_for_few_and_many_label_sizes(n_labels):
+    rng = np.random.default_rng(n_labels)
+    shape = (90, 120)
+    labels = np.zeros(shape, np.int32)  # irregular regions of many different sizes
+    labels.flat[rng.choice(labels.size, n_labels, replace=False)] = np.arange(1, n_labels + 1)
+    from scipy import ndimage as ndi
+
+    _, (r, c) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    labels = labels[r, c]
+    labels[:, :7] = 0  # some unlabelled pixels
+    relevance = np.round(rng.standard_normal(shape), 1)  # ties, and clipped zeros
+    table = quantify(relevance, labels).set_index("label")
+    flat, lab = np.maximum(relevance, 0).ravel(), labels.ravel()
+    sizes = np.unique(np.bincount(lab)[1:])
+    assert (sizes.size > 64) == (n_labels > 64)  # both code paths are exercised
+    for value in table.index:
+        want = tied_rank_accuracy(flat, lab, value)
+        assert table.loc[value, "rank_accuracy"] == pytest.approx(want, rel=1e-12), value
+
+
+@pytest.mark.parametrize("exponent", [1000, -1000, -1070])
+def test_maps_near_overflow_or_subnormal_give_the_same_table(smear, exponent):
+    """Maps near 1e308 or in the subnormal range: no NaN, same table as the unit map (#16)."""
+    relevance = np.round(smooth_map(smear.labels.shape, seed=5), 2)  # exact in 2**-1070 steps
+    extreme = np.ldexp(relevance, exponent)  # exact power-of-two scaling
+    if exponent == -1070:
+        assert np.all(np.abs(extreme[extreme != 0]) < np.finfo(float).tiny)  # subnormal
+        relevance = np.ldexp(extreme, -exponent)  # the unit map those subnormals hold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warnings either
+        for threshold in ("mean", "percentile:80", "topk:50", "otsu", "topk:100000"):
+            for sign in ("positive", "signed"):
+                base = quantify(relevance, smear.labels, threshold=threshold, sign=sign)
+                big = quantify(extreme, smear.labels, threshold=threshold, sign=sign)
+                assert big.defined.all() and not big.isna().any().any()
+                pd.testing.assert_frame_equal(base, big, check_exact=True)
+                if threshold != "topk:100000" and exponent != -1070:
+                    want = np.ldexp(base.attrs["threshold"], exponent)
+                    assert big.attrs["threshold"] == want
+
+
 @pytest.mark.parametrize("threshold", ["mean", "percentile:80", "topk:50", "otsu"])
 @pytest.mark.parametrize("sign", ["positive", "absolute", "signed"])
 def test_invariant_to_positive_scaling(smear, threshold, sign):

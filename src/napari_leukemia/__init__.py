@@ -43,6 +43,8 @@ _EXPORTS = {
     "save_labels": "labels",
     "load_labels": "labels",
     "label_names": "labels",
+    "context_check": "sanity.context",
+    "randomization_check": "sanity.randomization",
 }
 
 __all__ = sorted(_EXPORTS)

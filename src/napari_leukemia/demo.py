@@ -221,7 +221,14 @@ def _write_summary(out, image, preprocessed, cells, roi, results, explanations, 
     render_summary(out / "summary.png", chain)
 
 
-DEMO_WIDGETS = ("Preprocess", "Detect cells", "Extract ROI", "Classify cell", "Explain")
+DEMO_WIDGETS = (
+    "Preprocess",
+    "Detect cells",
+    "Extract ROI",
+    "Classify cell",
+    "Explain",
+    "Sanity checks",
+)
 
 
 def run_viewer(seed: int = 0):
@@ -243,7 +250,9 @@ def run_viewer(seed: int = 0):
         )
         if hasattr(widgets[name], "image"):
             widgets[name].image.value = image_layer
-    widgets["Detect cells"].show_cells(detect_cells(image_layer.data), image_layer)
+    widgets["Detect cells"].show_cells(
+        detect_cells(image_layer.data), image_layer, image_layer.data
+    )
     return viewer, widgets
 
 

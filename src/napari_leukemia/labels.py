@@ -63,6 +63,9 @@ _NUCLEUS, _CYTOPLASM, _VACUOLE, _RBC, _BACKGROUND = 1, 2, 3, 4, 5
 
 #: Key of the label names in a PNG text chunk, a TIFF description and Zarr attributes.
 NAMES_KEY = "napari_leukemia:label_names"
+#: Zarr attribute set by :func:`write_labels_zarr`: every chunk was stored, even all-0 ones,
+#: so a chunk missing later is damage, not "all fill value" (issue 14 #16).
+ALL_CHUNKS_KEY = "napari_leukemia:all_chunks_stored"
 
 
 class LabelsError(ValueError):
@@ -93,11 +96,39 @@ def label_names(
     """
     table = dict(MORPHOLOGY_CLASSES)
     if names is not None:
-        table.update({int(k): str(v) for k, v in dict(names).items()})
+        table.update(_checked_names(names))
     if labels is None:
         return dict(sorted(table.items()))
     values = np.unique(_check_labels(labels))
     return {int(v): table.get(int(v), f"label {int(v)}") for v in values if v != 0}
+
+
+_NAMES_EXAMPLE = "{1: 'nucleus', 2: 'cytoplasm'}"
+
+
+def _checked_names(names) -> dict[int, str]:
+    """`names` as {label value: name}, or `LabelsError` naming the entry that is wrong."""
+    if not isinstance(names, Mapping):
+        raise LabelsError(
+            f"label names must be a mapping of label value to name, e.g. {_NAMES_EXAMPLE}; "
+            f"got a {type(names).__name__}."
+        )
+    return {_label_key(key): str(name) for key, name in names.items()}
+
+
+def _label_key(key) -> int:
+    """A label-name key (int, integral float or digit string such as JSON's "1") as int."""
+    whole = (
+        (isinstance(key, int | np.integer) and not isinstance(key, bool))
+        or (isinstance(key, str) and key.strip().isdecimal())
+        or (isinstance(key, float | np.floating) and float(key).is_integer())
+    )
+    if not whole or int(key) < 0:
+        raise LabelsError(
+            f"label names: the key {key!r} is not a label value. Keys are the whole numbers "
+            f">= 0 painted in the label image, e.g. {_NAMES_EXAMPLE}."
+        )
+    return int(key)
 
 
 def _check_labels(labels) -> np.ndarray:
@@ -156,6 +187,10 @@ def suggest_labels(
        have no such edge).
     5. **Vacuoles**: small unstained holes enclosed by a cell. Other stained pixels are
        red cells; the rest is background.
+    6. **Checked against the cell detector** (`napari_leukemia.detect_cells`, which
+       judges colour against the field's own red cells): a drafted cell that does not
+       touch a detected cell becomes red cell / background, and a detected cell with no
+       drafted nucleus gets one (see `_keep_to_detected_cells`).
 
     Parameters
     ----------
@@ -228,22 +263,68 @@ def suggest_labels(
     score = density if grey else np.clip(od[..., 1] - od[..., 2], 0.0, None)
 
     angle = 0.0 if grey else float(min_angle)
+    detected = _detected_cells(rgb)
     seeds = _nucleus_seeds(score, od, stained, dense, float(min_contrast), angle)
-    if seeds is None:
-        out[stained] = _RBC
-        return out
-    nuclei, r_nuc = seeds
-    cells = _cells(od, nuclei, stained, r_nuc, float(lobe_gap), float(max_cytoplasm))
-    cell = cells > 0
-    nucleus = _refine_nuclei(score, cells, r_nuc)
-
-    out[stained & ~cell] = _RBC
-    out[cell] = _CYTOPLASM
-    holes = cell & ~stained_raw & ~nucleus
-    if holes.any():
-        out[holes] = _vacuoles(holes, cells)
-    out[nucleus] = _NUCLEUS
+    out[stained] = _RBC
+    if seeds is not None:
+        nuclei, r_nuc = seeds
+        cells = _cells(od, nuclei, stained, r_nuc, float(lobe_gap), float(max_cytoplasm))
+        cell = cells > 0
+        nucleus = _refine_nuclei(score, cells, r_nuc)
+        out[cell] = _CYTOPLASM
+        holes = cell & ~stained_raw & ~nucleus
+        if holes.any():
+            out[holes] = _vacuoles(holes, cells)
+        out[nucleus] = _NUCLEUS
+    _keep_to_detected_cells(out, detected, stained, score)
     return out
+
+
+#: A drafted white cell stands when it comes this close (pixels) to a detected cell.
+_DETECTOR_REACH = 3
+
+
+def _detected_cells(rgb: np.ndarray) -> np.ndarray:
+    """Label image of the white cells `detect_cells` finds (0 = none)."""
+    from .cells import cells_to_labels, detect_cells
+
+    return cells_to_labels(detect_cells(rgb), rgb.shape)
+
+
+def _keep_to_detected_cells(out, detected, stained, score) -> None:
+    """Let drafted white cells stand only where the cell detector found one (in place).
+
+    The draft's cells grow from nuclei by shape and colour; the detector decides from
+    colour relative to the field's own red cells whether a white cell is there. A
+    drafted cell (connected nucleus, cytoplasm and vacuole pixels) that comes no
+    closer than `_DETECTOR_REACH` px to any detected cell becomes red cell (stained
+    pixels) or background: no nucleus on a lilac red cell or a pale strip. A detected
+    cell with no drafted nucleus (a lone blast among bluish red cells) gets one from
+    Li's threshold of the nuclear score inside its mask, the rest of the mask
+    cytoplasm. When the detector finds nothing (e.g. a crop filled by one cell, with
+    few red cells to compare with) the draft stays as it is.
+    """
+    if not detected.any():
+        return
+    near = ndi.binary_dilation(detected > 0, iterations=_DETECTOR_REACH)
+    white = np.isin(out, (_NUCLEUS, _CYTOPLASM, _VACUOLE))
+    drafted, _ = ndi.label(white)
+    confirmed = np.unique(drafted[near & white])
+    lone = white & ~np.isin(drafted, confirmed)
+    out[lone] = np.where(stained[lone], _RBC, _BACKGROUND)
+    for index, box in enumerate(ndi.find_objects(detected), start=1):
+        if box is None:
+            continue
+        mask = detected[box] == index
+        if (out[box][mask] == _NUCLEUS).any():
+            continue
+        values = score[box][mask]
+        if float(np.ptp(values)) <= 0:
+            continue
+        nucleus = ndi.binary_fill_holes(mask & (score[box] > filters.threshold_li(values)))
+        patch = out[box]
+        patch[mask] = _CYTOPLASM
+        patch[nucleus & mask] = _NUCLEUS
 
 
 #: Largest accepted smoothing, pixels: far beyond a nucleus radius, it blurs cells away.
@@ -512,7 +593,7 @@ def _vacuoles(holes, cells):
 def _names_json(labels: np.ndarray, names: Mapping[int, str] | None) -> str:
     table = label_names(labels, names)
     if names is not None:  # keep names given for values not painted (yet)
-        table.update({int(k): str(v) for k, v in dict(names).items() if int(k) != 0})
+        table.update({k: v for k, v in _checked_names(names).items() if k != 0})
     return json.dumps({str(k): v for k, v in sorted(table.items())})
 
 
@@ -521,9 +602,12 @@ def _parse_names(text: str | None, source: str) -> dict[int, str] | None:
         return None
     try:
         raw = json.loads(text)
-        return {int(k): str(v) for k, v in raw.items()}
-    except (ValueError, AttributeError, TypeError) as exc:
+    except ValueError as exc:
         raise LabelsError(f"{source}: the stored label names are not valid JSON ({exc}).") from exc
+    try:
+        return _checked_names(raw)
+    except LabelsError as exc:
+        raise LabelsError(f"{source}: the stored label names are unusable: {exc}") from None
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
@@ -623,6 +707,33 @@ def _write_tiff(tmp: Path, array: np.ndarray, top: int, text: str) -> None:
     )
 
 
+def _read_png(path: Path) -> tuple[np.ndarray, str | None]:
+    """(values, stored names JSON or None) of a label PNG."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.mode not in ("L", "I;16", "I;16B", "I", "P", "1"):
+            raise LabelsError(
+                f"{path} is a {img.mode} image; a label PNG is single-channel "
+                "(8- or 16-bit gray)."
+            )
+        array = np.asarray(img)  # loads the pixels: a truncated file fails here
+        return array, img.info.get(NAMES_KEY)
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str | None]:
+    """(values, stored names JSON or None) of a label TIFF."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        array = tif.asarray()
+        desc = tif.pages[0].description if tif.pages else ""
+    try:
+        return array, json.dumps(json.loads(desc)[NAMES_KEY]) if desc else None
+    except (ValueError, KeyError, TypeError):  # a description written by another tool
+        return array, None
+
+
 def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, dict[int, str]]:
     """Load a label image and its class names saved by :func:`save_labels`.
 
@@ -650,31 +761,18 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, dict[int, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"No label file at {path}.")
     suffix = path.suffix.lower()
-    if suffix == ".png":
-        from PIL import Image
-
-        with Image.open(path) as img:
-            text = img.info.get(NAMES_KEY)
-            if img.mode not in ("L", "I;16", "I;16B", "I", "P", "1"):
-                raise LabelsError(
-                    f"{path} is a {img.mode} image; a label PNG is single-channel "
-                    "(8- or 16-bit gray)."
-                )
-            array = np.asarray(img)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            array = tif.asarray()
-            desc = tif.pages[0].description if tif.pages else ""
-        text = None
-        if desc:
-            try:
-                text = json.dumps(json.loads(desc)[NAMES_KEY])
-            except (ValueError, KeyError, TypeError):
-                text = None
-    else:
+    if suffix not in (".png", ".tif", ".tiff"):
         raise LabelsError(f"{path}: label files must be .png, .tif or .tiff.")
+    try:
+        array, text = _read_png(path) if suffix == ".png" else _read_tiff(path)
+    except LabelsError:
+        raise
+    except (OSError, ValueError, SyntaxError, IndexError) as exc:  # truncated, not an image
+        raise LabelsError(
+            f"{path} could not be read as a label image ({exc}); the file may be truncated "
+            "(an interrupted copy or save) or not an image. Restore it from a backup or "
+            "save the labels again."
+        ) from exc
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
@@ -744,9 +842,15 @@ def write_labels_zarr(
     parent, _, name = path.rpartition("/")
     tmp = f"{parent}/.{name}.writing-{uuid.uuid4().hex[:12]}".lstrip("/")
     try:
-        out = root.create_array(tmp, shape=array.shape, dtype=array.dtype, chunks=chunks)
+        out = root.create_array(
+            tmp,
+            shape=array.shape,
+            dtype=array.dtype,
+            chunks=chunks,
+            config={"write_empty_chunks": True},  # so a lost chunk can be told from zeros
+        )
         out[...] = array
-        out.attrs[NAMES_KEY] = attrs
+        out.attrs.update({NAMES_KEY: attrs, ALL_CHUNKS_KEY: True})
         _swap_folder(base / tmp, base / path)
     finally:
         shutil.rmtree(base / tmp, ignore_errors=True)
@@ -846,21 +950,73 @@ def read_labels_zarr(
         The stored values with their stored dtype.
     names : dict of int to str
         Stored names, or :func:`label_names` defaults when the array has none.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no Zarr store at `store_path`.
+    KeyError
+        If the store holds no array at `group`.
+    LabelsError
+        If the store or array is damaged: unreadable metadata or chunks, or chunks
+        missing from an array written by :func:`write_labels_zarr` (Zarr would read
+        them back as zeros without a word).
     """
+    source = f"{store_path}/{group}"
+    node = _open_zarr_array(store_path, group)
+    if node.attrs.get(ALL_CHUNKS_KEY) and node.nchunks_initialized < node.nchunks:
+        missing = node.nchunks - node.nchunks_initialized
+        raise LabelsError(
+            _damaged(
+                source,
+                f"{missing} of its {node.nchunks} chunks are missing (Zarr would read "
+                "them back as 0, i.e. not labelled)",
+            )
+        )
+    try:
+        array = np.asarray(node[...])
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise LabelsError(_damaged(source, f"a chunk cannot be decoded ({exc})")) from exc
+    stored = node.attrs.get(NAMES_KEY)
+    names = (
+        _parse_names(json.dumps(stored), source) if stored is not None else label_names(array)
+    )
+    return array, names
+
+
+def _damaged(source: str, what: str) -> str:
+    return (
+        f"{source} is damaged: {what}. Restore the store from a backup or copy it again "
+        "(an interrupted copy or sync leaves such stores), or write the labels again with "
+        "write_labels_zarr."
+    )
+
+
+def _open_zarr_array(store_path, group: str):
+    """The Zarr array at `group`, with errors that name the store and what to do."""
     import zarr
 
     try:
         root = zarr.open_group(str(store_path), mode="r")
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"No Zarr store at {store_path}.") from exc
-    if group not in root:
+    except FileNotFoundError as exc:  # also zarr's GroupNotFoundError
+        raise FileNotFoundError(
+            f"No Zarr store at {store_path} (no readable zarr.json there)."
+        ) from exc
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. JSONDecodeError
+        raise LabelsError(
+            _damaged(str(store_path), f"its metadata (zarr.json) is unreadable ({exc})")
+        ) from exc
+    try:
+        node = root.get(group)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LabelsError(
+            _damaged(f"{store_path}/{group}", f"its metadata is unreadable ({exc})")
+        ) from exc
+    if node is None:
         raise KeyError(f"{store_path} holds no array {group!r}; found {sorted(root.keys())}.")
-    node = root[group]
-    array = np.asarray(node[...])
-    stored = node.attrs.get(NAMES_KEY)
-    names = (
-        _parse_names(json.dumps(stored), f"{store_path}/{group}")
-        if stored is not None
-        else label_names(array)
-    )
-    return array, names
+    if not isinstance(node, zarr.Array):
+        raise LabelsError(
+            f"{store_path}/{group} is a group holding {sorted(node.keys())}, not a label "
+            f"array; pass the path of the array inside it, e.g. '{group}/labels'."
+        )
+    return node

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ._callable_module import make_callable
 from .images import as_label_image
+from .labels import LabelsError
 from .labels import label_names as _label_names
 
 __all__ = [
@@ -119,6 +120,11 @@ def _check_label_image(labels) -> np.ndarray:
     if array.ndim != 2:
         raise QuantifyError(
             f"The labels have shape {array.shape}; a 2-D label image (rows, cols) is needed."
+        )
+    if array.size == 0:
+        raise QuantifyError(
+            f"The label image is empty (shape {array.shape}): it has no pixels to compare "
+            "with the map. Pass the label layer painted on the map's image."
         )
     return array
 
@@ -217,20 +223,48 @@ def _align(relevance, labels, transform, resample):
 # --------------------------------------------------------------------------- thresholds
 
 
-def _threshold_value(values: np.ndarray, threshold) -> tuple[float, str]:
-    """Threshold in map units and a text form of the rule."""
+def _unit_map(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(values / 2**e, e): a map whose sums and means neither overflow nor underflow.
+
+    Maps near 1e308 overflow when summed, subnormal maps lose their bits (issue 14 #16);
+    for those, e brings max |values| into [0.5, 1). Scaling by a power of two is exact.
+    Maps within 2**±256 need none of it and are returned as they are (e = 0, no copy).
+    """
+    top = max(float(values.max()), -float(values.min()))
+    exponent = int(np.frexp(top)[1]) if top > 0.0 else 0
+    if abs(exponent) <= 256:
+        return values, 0
+    return np.ldexp(values, -exponent), exponent
+
+
+def _threshold(values: np.ndarray, threshold, scaled=None) -> tuple[np.ndarray, float, str]:
+    """Mask of relevant pixels, the threshold in map units, and a text form of the rule.
+
+    Named rules are computed and compared on the map scaled by a power of two
+    (`scaled`, from `_unit_map`), so maps near 1e308 or subnormal maps give the same
+    mask as the same map near 1; numeric thresholds compare in map units.
+    """
     if isinstance(threshold, bool):
         raise QuantifyError("threshold must be a rule name or a number, not a bool.")
     if isinstance(threshold, int | float | np.integer | np.floating):
         value = float(threshold)
         if not np.isfinite(value):
             raise QuantifyError(f"A numeric threshold must be finite, got {threshold!r}.")
-        return value, f"{value:g}"
+        return values > value, value, f"{value:g}"
     if not isinstance(threshold, str):
         raise QuantifyError(
             f"threshold must be 'mean', 'percentile:P', 'topk:N', 'otsu' or a number; "
             f"got {threshold!r}."
         )
+    unit, exponent = _unit_map(values) if scaled is None else scaled
+    t_unit, rule = _rule_threshold(unit, threshold)
+    if t_unit == -np.inf:  # 'topk:N' with N >= pixels: just below the smallest value
+        return np.ones(values.shape, bool), float(np.nextafter(values.min(), -np.inf)), rule
+    return unit > t_unit, float(np.ldexp(t_unit, exponent)), rule
+
+
+def _rule_threshold(values: np.ndarray, threshold: str) -> tuple[float, str]:
+    """Threshold of a named rule, in the units of `values`."""
     rule = threshold.strip().lower()
     if rule == "mean":
         return float(values.mean()), "mean"
@@ -257,8 +291,8 @@ def _threshold_value(values: np.ndarray, threshold) -> tuple[float, str]:
         if k < 1:
             raise QuantifyError(f"'topk:N' needs a whole number N >= 1, got {threshold!r}.")
         flat = values.ravel()
-        if k >= flat.size:
-            return float(flat.min()) - 1.0, f"topk:{k}"
+        if k >= flat.size:  # every pixel is relevant
+            return -np.inf, f"topk:{k}"
         # Strictly above the (k+1)-th largest value: at most k pixels (fewer on ties).
         return float(np.partition(flat, flat.size - k - 1)[flat.size - k - 1]), f"topk:{k}"
     raise QuantifyError(
@@ -285,8 +319,7 @@ def relevant_mask(relevance, threshold="mean", sign: str = "positive") -> np.nda
     numpy.ndarray of bool, same shape as `relevance`.
     """
     values = _signed_map(_check_map(relevance), _check_sign(sign))
-    t, _ = _threshold_value(values, threshold)
-    return values > t
+    return _threshold(values, threshold)[0]
 
 
 # --------------------------------------------------------------------------- quantify
@@ -387,11 +420,16 @@ def quantify(
         Empty labels (an empty table is returned) or an undefined (constant) map.
     """
     sign = _check_sign(sign)
+    try:
+        names = _label_names(None, label_names)
+    except LabelsError as exc:
+        raise QuantifyError(str(exc)) from None
     raw = _check_map(relevance)
     lab = _check_label_image(labels)
     raw, lab = _align(raw, lab, transform, resample)
     values = _signed_map(raw, sign)
-    t, rule = _threshold_value(values, threshold)
+    scaled = _unit_map(values)
+    relevant, t, rule = _threshold(values, threshold, scaled)
 
     flat_lab = lab.ravel()
     bin_values, counts, index = _label_counts(flat_lab)
@@ -413,20 +451,20 @@ def quantify(
         )
         return _empty_table(attrs)
 
-    names = _label_names(None, label_names)
     label_values = bin_values[present].astype(np.int64)
     label_text = [names.get(int(v), f"label {int(v)}") for v in label_values]
     flat = values.ravel()
     n_total = flat.size
     pixels = counts[present]
     area = pixels / n_total
-    relevant = flat > t
+    relevant = relevant.ravel()
     n_relevant = int(relevant.sum())
     attrs["relevant_pixels_total"] = n_relevant
     rel_in = np.bincount(index[relevant], minlength=counts.size)[present]
 
     vmax, vmin = float(flat.max()), float(flat.min())
-    mass_all = np.bincount(index, weights=flat, minlength=counts.size)
+    unit = scaled[0].ravel()  # exactly scaled: the sums cannot overflow
+    mass_all = np.bincount(index, weights=unit, minlength=counts.size)
     total = float(mass_all.sum())
     zeros = np.zeros(present.size)
     defined = vmax != vmin and total != 0.0
@@ -499,23 +537,32 @@ def _label_counts(flat_lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return values, np.bincount(index, minlength=values.size), index.ravel()
 
 
+#: Above this many distinct label sizes, one sort of the map is cheaper than a count per size.
+_SORT_ABOVE_SIZES = 64
+
+
 def _rank_accuracy(flat, index, present, pixels, n_bins) -> np.ndarray:
     """Share of the K most relevant pixels inside each label (K = label area), ties shared."""
     n = flat.size
     kth = np.unique(n - pixels)
-    part = np.partition(flat, kth)
-    v_k = part[n - pixels]  # K-th largest value per label
+    if kth.size > _SORT_ABOVE_SIZES:
+        ordered = np.sort(flat)  # one pass serves every label size (issue 14 #21)
+        v_k = ordered[n - pixels]  # K-th largest value per label
+        above_all = n - np.searchsorted(ordered, v_k, side="right")
+        tied_all = n - above_all - np.searchsorted(ordered, v_k, side="left")
+    else:
+        v_k = np.partition(flat, kth)[n - pixels]
+        above_all = np.empty(v_k.size)
+        tied_all = np.empty(v_k.size)
+        for value in np.unique(v_k):
+            at = v_k == value
+            above_all[at] = np.count_nonzero(flat > value)
+            tied_all[at] = np.count_nonzero(flat == value)
     thr = np.zeros(n_bins)
     thr[present] = v_k
     px_thr = thr[index]
     above_in = np.bincount(index[flat > px_thr], minlength=n_bins)[present]
     tied_in = np.bincount(index[flat == px_thr], minlength=n_bins)[present]
-    above_all = np.empty(v_k.size)
-    tied_all = np.empty(v_k.size)
-    for value in np.unique(v_k):
-        at = v_k == value
-        above_all[at] = np.count_nonzero(flat > value)
-        tied_all[at] = np.count_nonzero(flat == value)
     share = np.where(tied_all > 0, tied_in / np.maximum(tied_all, 1), 0.0)
     return (above_in + (pixels - above_all) * share) / pixels
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import safe_files
 from .labels import MORPHOLOGY_CLASSES
 
 _CODE = {name: code for code, name in MORPHOLOGY_CLASSES.items()}
@@ -561,15 +562,9 @@ def sample_smear(name: str, seed: int | None = None) -> SyntheticSmear:
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
-    """Write a PNG atomically (temporary file in the same folder, then rename)."""
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        Image.fromarray(array).save(tmp, format="PNG", optimize=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    Image.fromarray(array).save(path, format="PNG", optimize=True)
 
 
 def write_samples(
@@ -609,12 +604,14 @@ def write_samples(
             "(CLI: --overwrite) to replace them"
         )
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for stem, (img_path, lab_path) in targets.items():
-        smear = sample_smear(stem, seed)
-        _save_png(img_path, smear.image)
-        _save_png(lab_path, smear.labels)
-        written += [img_path, lab_path]
+    written = [p for pair in targets.values() for p in pair]
+    # Unique temporary files beside the targets, all renamed once every file is complete:
+    # a failure leaves the old files as they were and never touches a user's other files.
+    with safe_files.staged(written, overwrite=overwrite) as temps:
+        for i, stem in enumerate(targets):
+            smear = sample_smear(stem, seed)
+            _save_png(temps[2 * i], smear.image)
+            _save_png(temps[2 * i + 1], smear.labels)
     return written
 
 

@@ -53,7 +53,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import layer_metadata
+from .. import layer_metadata, safe_files
 from ..quantify import COLUMNS, empty_maps_table
 from ..quantify import quantify_maps as overlap_table
 from .labels_widget import _ask_overwrite, layer_label_names
@@ -218,12 +218,8 @@ class OverlapTablePanel(QWidget):
                 f"{path} already exists; choose another name or confirm replacing it."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
+        with safe_files.staged([path], overwrite=overwrite) as (tmp,):  # unique temp name
             self.frame.to_csv(tmp, index=False)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     def _ask_path(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import as_array, check_2d, read_image
+from ..images import MAX_PIXELS, as_array, check_2d, check_image_size, read_image
 from ..roi import clip_bbox
 from .backend import keras_module
 from .inputs import cell_inputs, field_inputs
@@ -174,7 +174,13 @@ def _check_compatible(model, info: ModelInfo, path: Path) -> None:
         )
 
 
-def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, bbox=None):
+def classify(
+    image: np.ndarray,
+    model: LoadedModel | str | Path | None = None,
+    bbox=None,
+    *,
+    max_pixels: int | None = MAX_PIXELS,
+):
     """Classify a smear image, or the cell in `bbox` of it.
 
     Parameters
@@ -185,6 +191,10 @@ def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, b
         is classified (a bbox past the image is clipped, with a note); without one, a
         cell model classifies every detected cell and averages their probabilities (the
         field's call), and a field model classifies the whole image.
+    max_pixels : int or None
+        Without a bbox, an image larger than this many pixels (default
+        :data:`~napari_leukemia.images.MAX_PIXELS`, 25 megapixels) is refused with a
+        message pointing to the per-cell batch path; None classifies any size.
 
     Returns
     -------
@@ -192,6 +202,7 @@ def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, b
     over the classes the metadata does not call benign; NaN, with a note, when the
     metadata names no benign class of this model.
     """
+    _check_whole_image_size(image, bbox, max_pixels)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     image = _as_image(image)
     spec, notes = loaded.info.input, list(loaded.notes)
@@ -225,6 +236,12 @@ def classify(image: np.ndarray, model: LoadedModel | str | Path | None = None, b
         cell_bboxes=[c.bbox for c in cells],
         notes=notes,
     )
+
+
+def _check_whole_image_size(image, bbox, max_pixels) -> None:
+    """Refuse a whole image past `max_pixels` (issue 14 #20); cell boxes cost per cell."""
+    if bbox is None:
+        check_image_size(image, max_pixels, "classify")
 
 
 def _as_image(image) -> np.ndarray:

@@ -47,7 +47,8 @@ def class_names_for(folders: list[str]) -> list[str]:
 def scan(data_dir: Path | str, class_names: list[str] | None = None) -> Dataset:
     """Find the images in ``data_dir/<class>/``; unreadable files are skipped and listed.
 
-    Raises ValueError when the folder has no class folders or a class folder is empty.
+    Raises ValueError when the folder has no class folders, a class folder is empty, or
+    no folder is one of `class_names` (e.g. evaluating a model on another dataset).
     """
     root = Path(data_dir)
     if not root.is_dir():
@@ -79,6 +80,12 @@ def scan(data_dir: Path | str, class_names: list[str] | None = None) -> Dataset:
             found += 1
         if found == 0:
             raise ValueError(f"The class folder {root / folder} has no readable images.")
+    if not paths:
+        raise ValueError(
+            f"{root} has no folder of the classes {list(names)}; its folders are {folders}. "
+            "Name each class folder after a class of the model (the ALL dataset's "
+            f"{sorted(FOLDER_TO_CLASS)} also work), or use the model trained on these classes."
+        )
     dataset = Dataset(paths, np.asarray(labels, int), list(names), skipped=skipped)
     dataset.groups = duplicate_groups(fingerprints)
     return dataset

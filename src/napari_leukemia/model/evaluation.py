@@ -140,6 +140,12 @@ def evaluate_folder(data_dir: Path | str, model=None, split: str | None = None) 
         if not names:
             raise ValueError(f"The model's metadata records no {split!r} split.")
         indices = np.asarray([i for i, p in enumerate(data.paths) if p.name in names], int)
+        if indices.size == 0:
+            raise ValueError(
+                f"None of the {len(names)} images of the model's {split!r} split are in "
+                f"{data_dir}. Evaluate on the folder the model was trained from, or drop "
+                "the split to evaluate every image."
+            )
     field_probs, cell_probs, cell_labels = [], [], []
     for i in indices:
         batch, cells = field_inputs(read_image(data.paths[i]), loaded.info.input)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safe_files
+
 CLASS_NAMES = ("Benign", "Early Pre-B", "Pre-B", "Pro-B")
 #: Dataset folder name → class name (the all4 folders are Benign/Early/Pre/Pro).
 FOLDER_TO_CLASS = {"Benign": "Benign", "Early": "Early Pre-B", "Pre": "Pre-B", "Pro": "Pro-B"}
@@ -98,10 +100,14 @@ def file_sha256(path: Path | str) -> str:
 
 
 def write_info(model_path: Path | str, info: ModelInfo) -> Path:
-    """Write `info` beside the model, with the model file's sha256 filled in."""
+    """Write `info` beside the model, with the model file's sha256 filled in.
+
+    Atomic (`safe_files.staged`): an old metadata file stays whole if writing fails.
+    """
     info.sha256 = file_sha256(model_path)
     path = metadata_path(model_path)
-    path.write_text(info.to_json() + "\n")
+    with safe_files.staged([path]) as (tmp,):
+        tmp.write_text(info.to_json() + "\n")
     return path
 
 
