@@ -3,7 +3,8 @@
 xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 One screenshot per widget, each taken after using it on the demo smear, in the order
-a researcher goes: detect → ROI → classify → explain → labels → overlap → preprocess.
+a researcher goes: detect → ROI → classify → explain → labels → overlap → preprocess →
+sanity checks.
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ def main() -> None:
     widgets["Relevance overlap"].labels.value = truth
     use("Relevance overlap", "widget_overlap.png", widgets["Relevance overlap"].compute)
     use("Preprocess", "widget_preprocess.png", widgets["Preprocess"].run)
+    for layer in viewer.layers:  # back to the smear, so the tested contexts show beside it
+        layer.visible = not layer.name.endswith("pipeline")
+    sanity = widgets["Sanity checks"]
+    use(
+        "Sanity checks",
+        "widget_sanity.png",
+        sanity.run,
+        lambda: sanity.run_button.enabled and bool(sanity.tiles) and viewer.reset_view() is None,
+    )
     viewer.close()
 
 

@@ -122,3 +122,35 @@ def test_demo_refuses_a_folder_with_files(tmp_path, capsys):
     assert main(["demo", "--headless", "--out", str(tmp_path)]) == 2
     assert "already holds files" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_every_widget_and_the_result_docks_fit_a_1600x1000_screen(make_napari_viewer, monkeypatch):
+    """The demo's tabbed widgets, the two other widgets and the overlap table and chart
+    docks all docked at once: the window still fits 1600x1000 with a usable canvas."""
+    import napari
+
+    monkeypatch.setattr(napari, "Viewer", lambda **kwargs: make_napari_viewer(**kwargs))
+    viewer, widgets = demo.run_viewer()
+    for name in ("Morphology labels", "Relevance overlap"):
+        _, widgets[name] = viewer.window.add_plugin_dock_widget(
+            "napari-leukemia", name, tabify=True
+        )
+    overlap = widgets["Relevance overlap"]
+    overlap.labels.value = viewer.layers[1]
+    viewer.add_image(
+        (viewer.layers[1].data == 1).astype(np.float32),
+        name="nucleus map",
+        metadata={"napari_leukemia": {"kind": "attribution", "method": "test"}},
+    )
+    overlap.compute()  # adds the table and chart docks
+    assert overlap.table_dock is not None and overlap.chart_dock is not None
+    window = viewer.window._qt_window
+    hint = window.minimumSizeHint()
+    assert hint.height() <= 1000 and hint.width() <= 1600, (hint.width(), hint.height())
+    window.resize(1600, 1000)
+    window.show()
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.width() >= 500 and canvas.height() >= 400, (canvas.width(), canvas.height())

@@ -293,7 +293,12 @@ def test_chart_legend_never_covers_a_bar(setup):
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     (ax,) = figure.axes
-    legend = ax.get_legend().get_window_extent(renderer)
+    (legend,) = figure.legends
+    legend = legend.get_window_extent(renderer)
     for bars in widget.chart_panel.bars.values():
         for patch in bars.patches:
             assert not legend.overlaps(patch.get_window_extent(renderer))
+    for tick in ax.get_xticklabels():
+        assert not legend.overlaps(tick.get_window_extent(renderer))
+    widget.compute()  # a second run draws one legend, not two
+    assert len(figure.legends) == 1

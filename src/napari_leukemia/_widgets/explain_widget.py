@@ -44,6 +44,7 @@ from . import selection
 from .layers import (
     chosen_model_path,
     image_plane,
+    keep_below,
     model_file_edit,
     placement,
     update_in_place,
@@ -477,6 +478,8 @@ class ExplainWidget(Container):
             new = old[0]
         else:
             new = self._viewer.add_image(result.map, **kwargs)
+        if cell is not None:  # the cell boxes and numbers stay visible over the maps
+            keep_below(self._viewer, new, cell.cells_layer)
         self.last_layers.append(new)
         if result.transform is not None:
             (top, left), (sr, sc) = result.transform.origin, result.transform.scale

@@ -73,6 +73,13 @@ def add_or_replace(viewer, data, kwargs: dict, meta: dict, layer_type: str = "im
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
 
 
+def keep_below(viewer, layer, above) -> None:
+    """Put `layer` under `above` in the layer list, so the cell boxes stay visible."""
+    layers = viewer.layers
+    if above in layers and layer in layers and layers.index(layer) > layers.index(above):
+        layers.move(layers.index(layer), layers.index(above))
+
+
 def model_file_edit():
     """A file field for a user's ``.keras`` model; left empty it means the bundled one."""
     from magicgui.widgets import FileEdit

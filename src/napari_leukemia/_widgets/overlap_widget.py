@@ -277,6 +277,8 @@ class OverlapChartPanel(QWidget):
 
         ax = self.axes
         ax.clear()
+        for legend in list(self.figure.legends):  # the last plot's legend
+            legend.remove()
         self.bars = {}
         self.groups = []
         if frame.empty:
@@ -307,8 +309,13 @@ class OverlapChartPanel(QWidget):
         ax.set_ylabel(metric.replace("_", " "))
         if metric == "relevance_density":
             ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
-        if drawn:  # beside the bars, never over them
-            ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if drawn:  # under the axes, never over the bars or the label names
+            self.figure.legend(
+                *ax.get_legend_handles_labels(),
+                loc="outside lower center",
+                fontsize="small",
+                frameon=False,
+            )
         title = f"{metric.replace('_', ' ')} per label"
         if skipped:
             title += f"\n{UNDEFINED} (not drawn): " + ", ".join(skipped)
@@ -602,8 +609,10 @@ class RelevanceOverlapWidget(Container):
                 self.table_panel, name="Relevance overlap · table", area="bottom"
             )
         if self.chart_dock is None or self.chart_panel.parent() is None:
+            # beside the table (Qt lays bottom docks side by side), so the widget column
+            # keeps its height on a 1000 px screen
             self.chart_dock = window.add_dock_widget(
-                self.chart_panel, name="Relevance overlap · chart", area="right"
+                self.chart_panel, name="Relevance overlap · chart", area="bottom"
             )
         for dock in (self.table_dock, self.chart_dock):
             if not dock.isVisible():

@@ -12,7 +12,7 @@ from .. import layer_metadata
 from ..images import ImageError
 from ..roi import RoiTransform, extract_roi
 from . import selection
-from .layers import add_or_replace, image_plane
+from .layers import add_or_replace, image_plane, keep_below
 
 if TYPE_CHECKING:
     import napari
@@ -106,15 +106,8 @@ class ExtractRoiWidget(Container):
             return None
         meta = kwargs.pop("metadata")[layer_metadata.PLUGIN_KEY]
         roi = add_or_replace(self._viewer, data, kwargs, meta)
-        _keep_below(self._viewer, roi, cell.cells_layer)
+        keep_below(self._viewer, roi, cell.cells_layer)
         return roi
-
-
-def _keep_below(viewer, layer, above) -> None:
-    """Put `layer` under `above` in the layer list, so the cell boxes stay visible."""
-    layers = viewer.layers
-    if above in layers and layers.index(layer) > layers.index(above):
-        layers.move(layers.index(layer), layers.index(above))
 
 
 def _bundled_input_spec():

@@ -91,7 +91,7 @@ class SanityWidget(Container):
         self.context_table = Table(label="context")
         self.random_table = Table(label="randomisation")
         for table in (self.context_table, self.random_table):
-            table.native.setMinimumHeight(160)
+            table.native.setMinimumHeight(90)  # the dock must fit a 1000 px high screen
             table.read_only = True
         self.extend(
             [

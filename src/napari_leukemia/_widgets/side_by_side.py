@@ -4,7 +4,8 @@ napari's grid mode puts each group of ``stride`` layers in a panel of its own, a
 under one camera. Each map gets a view of its image (the same array, no copy) just
 below it, so a panel shows the cell under the map; the map's name is drawn in its
 panel, the other layers are hidden, and the camera is zoomed on the
-explained cell. `leave` undoes all of it: the views go, hidden layers come back.
+explained cell. `leave` undoes all of it: the views go, hidden layers come back, the layer order
+is restored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SideBySide:
         self._hidden: list = []
         self._underlays: list = []
         self._maps: list = []
+        self._order: list = []
 
     @property
     def active(self) -> bool:
@@ -45,6 +47,7 @@ class SideBySide:
             return False
         self.leave()
         self._maps = maps
+        self._order = list(layers)
         self._hidden = [lay for lay in layers if lay.visible and lay not in maps]
         for lay in self._hidden:
             lay.visible = False
@@ -76,7 +79,11 @@ class SideBySide:
         for lay in self._hidden:
             if lay in layers:
                 lay.visible = True
-        self._underlays, self._hidden, self._maps = [], [], []
+        kept = [lay for lay in self._order if lay in layers]  # the layer order as before
+        for index, lay in enumerate(kept):
+            if layers.index(lay) != index:
+                layers.move(layers.index(lay), index)
+        self._underlays, self._hidden, self._maps, self._order = [], [], [], []
         grid = self._grid()
         grid.enabled = False
         grid.stride = 1
