@@ -91,12 +91,16 @@ def main(argv=None) -> int:
         print(child.stderr[-3000:])
     if len(times) > 2:
         first, rest = times[:2], sorted(times[2:])
-        print(f"first classify / explain: {first[0]:.2f} s / {first[1]:.2f} s; "
-              f"later actions median {rest[len(rest) // 2]:.3f} s, max {rest[-1]:.3f} s")
+        print(
+            f"first classify / explain: {first[0]:.2f} s / {first[1]:.2f} s; "
+            f"later actions median {rest[len(rest) // 2]:.3f} s, max {rest[-1]:.3f} s"
+        )
     if 5 in rss and len(lines) in rss:
         growth = rss[len(lines)] / rss[5] - 1
-        print(f"RSS after 5 actions {rss[5]:.0f} MiB, after {len(lines)}: "
-              f"{rss[len(lines)]:.0f} MiB ({100 * growth:+.1f} %; target within ±10 %)")
+        print(
+            f"RSS after 5 actions {rss[5]:.0f} MiB, after {len(lines)}: "
+            f"{rss[len(lines)]:.0f} MiB ({100 * growth:+.1f} %; target within ±10 %)"
+        )
     return 1 if crashed else 0
 
 

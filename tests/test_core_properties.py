@@ -13,9 +13,7 @@ from napari_leukemia.preprocess import grayscale, normalize, resize, unsharp_mas
 from napari_leukemia.quantify import QuantifyWarning, quantify
 from napari_leukemia.roi import extract_roi
 
-FAST = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 pytestmark = pytest.mark.filterwarnings(f"ignore::{ImageWarning.__module__}.ImageWarning")
 
 shapes = st.tuples(st.integers(4, 24), st.integers(4, 24))

@@ -258,3 +258,22 @@ def test_classify_widget_in_a_viewer(make_napari_viewer, qtbot):
     assert cells.features.loc[0, "class"] == record["class"]
     assert set(widget.bars) == set(record["probabilities"])
     assert record["class"] in widget.call.value
+
+
+@pytest.mark.parametrize("shape", [(224, 224, 3), (301, 199, 3), (120, 77), (1000, 900, 3)])
+def test_cell_inputs_equal_the_default_roi_padding_exactly(shape):
+    """The counted 8-bit padding colour and the no-padding shortcut change no value."""
+    from napari_leukemia.model.inputs import cell_inputs, convert
+    from napari_leukemia.model.metadata import InputSpec
+    from napari_leukemia.roi import RoiSource
+
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(20, 240, shape, dtype=np.uint8)
+    rows, cols = shape[:2]
+    spec = InputSpec(kind="cell", size=(64, 64), pipeline="rgb")
+    boxes = [(0, 0, 30, 30), (rows - 20, cols - 25, rows, cols), (40, 40, 70, 66)]
+    batch, _ = cell_inputs(image, boxes, spec)
+    source = RoiSource.of(image, rgb=True)  # the default: median colour of the image
+    for box, got in zip(boxes, batch, strict=True):
+        expected = convert(source.extract(box, spec.size, spec.margin)[0], spec)
+        assert np.array_equal(got, expected)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-ARCHITECTURE_NAMES = ("default", "default-field", "seed000", "seed004")
+ARCHITECTURE_NAMES = ("default", "default-cell", "default-field", "seed000", "seed004")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -144,6 +144,130 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed == len(results) else 0
 
 
+def _methods(text: str) -> list[str]:
+    """``grad_cam,lrp_epsilon`` -> a checked list of method ids."""
+    from .explain.methods import METHODS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(METHODS)}"
+        )
+    return methods
+
+
+def _bbox(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected r0,c0,r1,c1 (four integers), got {text!r}")
+    return values
+
+
+def _target(text: str):
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .batch.single import explain_to_files
+
+    written = explain_to_files(
+        args.image, args.method, args.out, cell=args.cell, bbox=args.bbox,
+        target=args.target, model=args.model,
+    )  # fmt: skip
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .batch.cluster import ClusterError
+
+    kept = "finished images are kept; run the same command again to resume."
+    try:
+        report = run_batch(
+            args.inputs, args.out, methods=args.methods, labels_dir=args.labels,
+            model=args.model, workers=args.workers, scheduler=args.scheduler,
+            overwrite=args.overwrite, progress=not args.quiet,
+            connect_timeout=args.connect_timeout,
+        )  # fmt: skip
+    except ClusterError as error:
+        print(f"napari-leukemia batch: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-leukemia batch: interrupted; {kept}", file=sys.stderr)
+        return 130
+    except OSError as error:  # e.g. disk full or the store's folder went away
+        print(f"napari-leukemia batch: writing {args.out} failed ({error}); {kept}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    for note in report.notes:
+        print(f"note: {note}")
+    print(
+        f"{report.store}: analysed {report.analysed} image(s) ({report.cells} cells), "
+        f"skipped {report.skipped} finished, {report.failed} failed"
+        + (" (see tables/errors.parquet)" if report.failed else "")
+    )
+    return 1 if report.failed and not (report.analysed or report.skipped) else 0
+
+
+def _add_explain(commands) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="attribution maps of one image as .npy, PNG and JSON",
+        description="Explain one cell of IMAGE (default: the most confident detected cell) "
+        "with each method; writes STEM_METHOD.npy (the map on the image grid), an overlay "
+        "PNG with a colour bar and a JSON of the call and parameters. Existing files are "
+        "never overwritten.",
+    )
+    explain.add_argument("image", type=Path, help="image file")
+    explain.add_argument(
+        "--method", type=_methods, required=True, help="method id(s), comma-separated"
+    )
+    where = explain.add_mutually_exclusive_group()
+    where.add_argument("--cell", type=int, default=None, help="detected cell N (1 = best)")
+    where.add_argument("--bbox", type=_bbox, default=None, help="cell box r0,c0,r1,c1")
+    explain.add_argument(
+        "--target", type=_target, default=None, help="class index or name (default: predicted)"
+    )
+    explain.add_argument("--model", type=Path, default=None, help="model (default: bundled)")
+    explain.add_argument("--out", type=Path, required=True, help="output folder")
+    explain.set_defaults(func=_explain)
+
+
+def _add_batch(commands) -> None:
+    batch = commands.add_parser(
+        "batch",
+        help="detect, classify, explain and quantify many images into one OME-Zarr store",
+        description="Analyse every INPUT image (files, folders, glob patterns or text files "
+        "listing paths) on a Dask cluster into one OME-Zarr (NGFF 0.5) store with Parquet "
+        "tables. Re-running skips finished images.",
+    )
+    batch.add_argument("inputs", nargs="+", help="images, folders, globs or .txt lists")
+    batch.add_argument(
+        "--out", required=True, help="store folder or fsspec URL (e.g. s3://bucket/study.zarr)"
+    )
+    batch.add_argument(
+        "--methods", type=_methods, default=["grad_cam"], help="method ids (default grad_cam)"
+    )
+    batch.add_argument("--labels", type=Path, default=None, help="folder of label images")
+    batch.add_argument("--model", type=Path, default=None, help="model (default: bundled)")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="local worker processes")
+    where.add_argument("--scheduler", default=None, help="existing cluster, tcp://host:port")
+    batch.add_argument(
+        "--connect-timeout", type=float, default=5.0, help="seconds to reach --scheduler"
+    )
+    batch.add_argument("--overwrite", action="store_true", help="replace a store of another run")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.set_defaults(func=_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-leukemia",
@@ -231,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", type=Path, default=None, help="model (default: bundled)")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_predict)
+    _add_explain(commands)
+    _add_batch(commands)
     return parser
 
 

@@ -303,8 +303,15 @@ def draw_relevance_shares(ax, table, views: Sequence[MapView]) -> None:
         colour = MORPHOLOGY_COLORS.get(code, UNKNOWN_LABEL_COLOR)
         ax.barh(range(len(methods)), share, left=left, color=colour, edgecolor="black", lw=0.4)
         for row in np.flatnonzero(share >= 0.08):  # write the percentage where it fits
-            ax.text(left[row] + share[row] / 2, row, f"{share[row]:.0%}", ha="center",
-                    va="center", fontsize=7, color=_text_colour_on(colour))
+            ax.text(
+                left[row] + share[row] / 2,
+                row,
+                f"{share[row]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=_text_colour_on(colour),
+            )
         left += share
     ax.set_yticks(range(len(methods)), [v.method_label for v in views], fontsize=8)
     ax.invert_yaxis()
@@ -312,8 +319,14 @@ def draw_relevance_shares(ax, table, views: Sequence[MapView]) -> None:
     ax.set_xlabel("share of relevant pixels (value > map mean)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title("where the relevant pixels fall", fontsize=10)
-    ax.legend(handles=_label_handles(codes), loc="upper center", bbox_to_anchor=(0.5, -0.14),
-              ncol=3, frameon=False, fontsize=7)
+    ax.legend(
+        handles=_label_handles(codes),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        frameon=False,
+        fontsize=7,
+    )
 
 
 def _summary_axes(figure: Figure, n_maps: int) -> dict:

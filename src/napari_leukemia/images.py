@@ -68,20 +68,32 @@ def value_range(image) -> tuple[float, float, str | None]:
 def _integer_range(array: np.ndarray) -> tuple[float, float, str | None]:
     low, high = int(array.min()), int(array.max())
     if low < 0:
-        return float(low), float(max(high, low + 1)), (
-            f"The {array.dtype} image has negative values; its own range "
-            f"[{low}, {high}] was stretched to [0, 1]."
+        return (
+            float(low),
+            float(max(high, low + 1)),
+            (
+                f"The {array.dtype} image has negative values; its own range "
+                f"[{low}, {high}] was stretched to [0, 1]."
+            ),
         )
     for top, name, dtype in _BIT_DEPTHS:
         if high <= top:
-            note = None if array.dtype == dtype else (
-                f"The {array.dtype} image has values in [0, {high}]; taken as {name} "
-                f"(0-{top}). Convert it yourself (e.g. image / image.max()) if that is wrong."
+            note = (
+                None
+                if array.dtype == dtype
+                else (
+                    f"The {array.dtype} image has values in [0, {high}]; taken as {name} "
+                    f"(0-{top}). Convert it yourself (e.g. image / image.max()) if that is wrong."
+                )
             )
             return 0.0, float(top), note
-    return 0.0, float(high), (
-        f"The {array.dtype} image has values up to {high}, beyond 16 bits; divided by its "
-        "own maximum."
+    return (
+        0.0,
+        float(high),
+        (
+            f"The {array.dtype} image has values up to {high}, beyond 16 bits; divided by its "
+            "own maximum."
+        ),
     )
 
 

@@ -714,8 +714,7 @@ def _read_png(path: Path) -> tuple[np.ndarray, str | None]:
     with Image.open(path) as img:
         if img.mode not in ("L", "I;16", "I;16B", "I", "P", "1"):
             raise LabelsError(
-                f"{path} is a {img.mode} image; a label PNG is single-channel "
-                "(8- or 16-bit gray)."
+                f"{path} is a {img.mode} image; a label PNG is single-channel (8- or 16-bit gray)."
             )
         array = np.asarray(img)  # loads the pixels: a truncated file fails here
         return array, img.info.get(NAMES_KEY)
@@ -978,9 +977,7 @@ def read_labels_zarr(
     except (ValueError, TypeError, RuntimeError, OSError) as exc:
         raise LabelsError(_damaged(source, f"a chunk cannot be decoded ({exc})")) from exc
     stored = node.attrs.get(NAMES_KEY)
-    names = (
-        _parse_names(json.dumps(stored), source) if stored is not None else label_names(array)
-    )
+    names = _parse_names(json.dumps(stored), source) if stored is not None else label_names(array)
     return array, names
 
 

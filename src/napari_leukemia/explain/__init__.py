@@ -2,9 +2,11 @@
 
 ``explain(image, method, model=None, target=None, **params)`` returns a float32 map with
 the image's rows and columns (channels summed); `explain_full` returns an `Explanation`
-with the target, logit, notes and ROI transform. `METHODS` lists the method ids, their
-parameters and whether their maps are signed. `attribute` works on batches that are
-already model inputs.
+with the target, logit, notes and ROI transform. Both take a batch of cells (``bbox`` a
+list of boxes or detected cells, or ``image`` a stack of ROIs) and run it in one compiled
+call. `METHODS` lists the method ids, their parameters (with checks and form fields),
+whether their maps are signed, and the runner (`runners`) that computes them.
+`attribute` works on batches that are already model inputs.
 
 The LRP family is implemented here on ``tf.GradientTape`` (no maintained Keras 3 LRP
 library exists): rules in `lrp.rules`, composites in `lrp.composites`, BatchNorm folding

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..roi import RoiTransform
-from .methods import ExplainError, method_info, resolve_params
+from .methods import ExplainError, method_info
 
 
 class EmptyMapWarning(UserWarning):
@@ -227,123 +227,243 @@ def map_to_image(input_map: np.ndarray, transform: RoiTransform) -> np.ndarray:
     return out
 
 
-_EMPTY_REASONS = {
-    "deep_taylor": "no positive contribution reached the input (z⁺ keeps only positive "
-    "evidence; document 003 saw such undefined Deep Taylor maps)",
-    "lrp_alpha_beta": "no positive contribution reached the input",
-    "grad_cam": "every feature map has a negative or zero weight, so the ReLU removed all",
-    "grad_cam_pp": "no feature map has a positive gradient",
-}
+@dataclass
+class _Context:
+    """The model side of a call: Keras model, graph, class names, input domain."""
 
+    loaded: object
+    keras_model: object
+    graph: object
+    names: list[str]
+    domain: tuple[float, float] | None
+    plugin: bool
 
-def explain_full(image, method: str, model=None, target=None, *, bbox=None, **params):
-    """Like `explain`, but return the full `Explanation` (map, target, notes, transform)."""
-    from ..model.classify import LoadedModel
-    from .analyzers import get_graph, run_method
+    @classmethod
+    def of(cls, model) -> _Context:
+        from ..model.classify import LoadedModel
+        from .analyzers import get_graph
 
-    info = method_info(method)
-    values = resolve_params(method, params)
-    loaded = _load(model)
-    notes: list[str] = []
-    if isinstance(loaded, LoadedModel):
-        keras_model, names = loaded.keras_model, list(loaded.class_names)
+        loaded = _load(model)
+        plugin = isinstance(loaded, LoadedModel)
+        keras_model = loaded.keras_model if plugin else loaded
         graph = get_graph(keras_model)
-        notes.extend(loaded.notes)
-        x, transform, used_bbox = _prepare_plugin(image, loaded, bbox, notes)
-        domain = (0.0, 1.0)
-    else:
-        keras_model = loaded
-        graph = get_graph(keras_model)
-        if bbox is not None:
+        classes = int(graph.shapes.get(graph.output, (None, 0))[-1] or 0)
+        names = list(loaded.class_names) if plugin else []
+        if len(names) != classes:
+            names = [f"class {i}" for i in range(classes)]
+        domain = (0.0, 1.0) if plugin else None
+        return cls(loaded, keras_model, graph, names, domain, plugin)
+
+    @property
+    def model_notes(self) -> list[str]:
+        return list(self.loaded.notes) if self.plugin else []
+
+
+@dataclass
+class _Item:
+    """One prepared model input and how its map goes back onto its image."""
+
+    x: np.ndarray
+    transform: RoiTransform | None
+    bbox: tuple | None
+    notes: list[str]
+
+
+def _prepare(ctx: _Context, image, bbox) -> _Item:
+    notes = ctx.model_notes
+    if ctx.plugin:
+        x, transform, used = _prepare_plugin(image, ctx.loaded, bbox, notes)
+        return _Item(x, transform, used, notes)
+    if bbox is not None:
+        raise ExplainError(
+            "bbox needs a plugin model (LoadedModel) whose metadata says how to cut "
+            "a cell ROI; with a plain keras.Model crop the image yourself."
+        )
+    return _Item(_prepare_plain(image, ctx.graph, notes), None, None, notes)
+
+
+def _prepare_roi(ctx: _Context, roi) -> _Item:
+    """One ROI of a stack: the whole ROI is the model input (resized for plugin models)."""
+    from ..images import check_2d
+    from ..model.inputs import convert
+
+    if not ctx.plugin:
+        return _Item(_prepare_plain(roi, ctx.graph, []), None, None, [])
+    check_2d(roi)
+    spec = ctx.loaded.info.input
+    rows, cols = np.shape(roi)[:2]
+    whole = RoiTransform(
+        origin=(0.0, 0.0),
+        scale=(rows / spec.size[0], cols / spec.size[1]),
+        image_shape=(rows, cols),
+    )
+    return _Item(convert(roi, spec), whole, None, ctx.model_notes)
+
+
+def _targets(target, n: int, ctx: _Context) -> list:
+    """One resolved target (index or None) per input: one for all, or one each."""
+    classes = len(ctx.names)
+    if isinstance(target, list | tuple | np.ndarray):
+        if len(target) != n:
             raise ExplainError(
-                "bbox needs a plugin model (LoadedModel) whose metadata says how to cut "
-                "a cell ROI; with a plain keras.Model crop the image yourself."
+                f"{len(target)} targets were given for {n} cells; give one target for all "
+                "cells or exactly one per cell."
             )
-        x = _prepare_plain(image, graph, notes)
-        transform, used_bbox, domain, names = None, None, None, None
+        return [_target_index(t, ctx.names, classes) for t in target]
+    return [_target_index(target, ctx.names, classes)] * n
 
-    classes = int(graph.shapes.get(graph.output, (None, 0))[-1] or 0)
-    if names is None or len(names) != classes:
-        names = [f"class {i}" for i in range(classes)]
-    t = _target_index(target, names, classes)
-    raw = run_method(keras_model, method, x, t, values, domain)
-    notes.extend(raw.notes)
 
-    input_map = raw.map
+def _explanation(ctx, method, info, values, item: _Item, maps, i) -> Explanation:
+    """The `Explanation` of input `i` of a `BatchMaps`."""
+    notes = item.notes + maps.item_notes[i] + maps.notes
+    input_map = maps.maps[i]
     bad = ~np.isfinite(input_map)
     if bad.any():
         notes.append(f"{int(bad.sum())} non-finite map values were set to 0.")
         input_map = np.where(bad, 0.0, input_map).astype(np.float32)
+    transform = item.transform
     image_map = input_map if transform is None else map_to_image(input_map, transform)
     image_map = np.ascontiguousarray(image_map, dtype=np.float32)
-
-    logit = float(raw.logits[raw.target])
-    if graph.output_activation == "sigmoid":
-        probs = 1.0 / (1.0 + np.exp(-raw.logits.astype(np.float64)))
+    logits = np.asarray(maps.logits[i], dtype=np.float64)
+    target = int(maps.targets[i])
+    logit = float(logits[target])
+    if ctx.graph.output_activation == "sigmoid":
+        probs = 1.0 / (1.0 + np.exp(-logits))
     else:
-        shifted = np.exp(raw.logits.astype(np.float64) - raw.logits.max())
+        shifted = np.exp(logits - logits.max())
         probs = shifted / shifted.sum()
-    explanation = Explanation(
-        map=image_map,
-        method=method,
-        target=raw.target,
-        target_name=names[raw.target],
-        logit=logit,
-        signed=bool(info.signed or (image_map < 0).any()),
-        notes=notes,
-        transform=transform,
-        input_map=input_map,
-        predicted=int(np.argmax(raw.logits)),
-        probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
-        bbox=used_bbox,
-        layer=raw.layer,
-        params=values,
-        diagnostics=raw.diagnostics,
-    )
     if not np.any(input_map):
-        reason = _EMPTY_REASONS.get(
-            method, "the explained logit has no gradient or relevance reaching the input here"
-        )
         notes.append(
-            f"The {info.label} map is all zero (undefined): {reason}. Try another method "
-            "or target class."
+            f"The {info.label} map is all zero (undefined): {info.empty_reason}. Try another "
+            "method or target class."
         )
     elif method in ("deep_taylor", "lrp_alpha_beta") and logit < 0 and values.get("beta", 0) == 0:
         notes.append(
             f"The explained logit is negative ({logit:.3g}), so this z⁺ map is ≤ 0 "
             "everywhere (it shows evidence against the class)."
         )
-    return explanation
+    return Explanation(
+        map=image_map,
+        method=method,
+        target=target,
+        target_name=ctx.names[target],
+        logit=logit,
+        signed=bool(info.signed or (image_map < 0).any()),
+        notes=notes,
+        transform=transform,
+        input_map=input_map,
+        predicted=int(np.argmax(logits)),
+        probabilities={n: float(p) for n, p in zip(ctx.names, probs, strict=True)},
+        bbox=item.bbox,
+        layer=maps.layer,
+        params=values,
+        diagnostics=maps.diagnostics[i],
+    )
 
 
-def explain(image, method: str, model=None, target=None, *, bbox=None, **params) -> np.ndarray:
+def _run(ctx, method, items: list[_Item], targets, values) -> list[Explanation]:
+    from .analyzers import run_batch
+
+    info = method_info(method)
+    if not items:
+        return []
+    shapes = {item.x.shape for item in items}
+    if len(shapes) > 1:  # plain models with flexible input sizes: one call per size
+        return [
+            _run(ctx, method, [it], [t], values)[0] for it, t in zip(items, targets, strict=True)
+        ]
+    x = np.stack([item.x for item in items]).astype(np.float32)
+    maps = run_batch(ctx.keras_model, method, x, targets, values, ctx.domain)
+    return [_explanation(ctx, method, info, values, item, maps, i) for i, item in enumerate(items)]
+
+
+def explain_full(image, method: str, model=None, target=None, *, bbox=None, **params):
+    """Like `explain`, but return the full `Explanation` (map, target, notes, transform).
+
+    For a batch of cells (`bbox` a list of boxes or cells) or a stack of ROIs (`image`
+    a list of images or a 4-D array), a list with one `Explanation` per cell; all cells
+    run through the method's compiled engine together (see `explain`).
+    """
+    from ..model.inputs import bbox_batch, refuse_roi_stack, roi_stack, single_bbox
+
+    info = method_info(method)
+    values = info.resolve(params)
+    ctx = _Context.of(model)
+    stack = roi_stack(image)
+    boxes = None if bbox is None else bbox_batch(bbox)
+    if stack is None and boxes is None:
+        item = _prepare(ctx, image, None if bbox is None else single_bbox(bbox))
+        return _run(ctx, method, [item], _targets(target, 1, ctx), values)[0]
+    if stack is not None:
+        if bbox is not None:
+            raise ExplainError(
+                "Give either a stack of cell ROIs or one image with bboxes, not both."
+            )
+        if ctx.plugin:
+            refuse_roi_stack(ctx.loaded.info.input)
+        items = [_prepare_roi(ctx, roi) for roi in stack]
+    else:
+        items = [_prepare(ctx, image, box) for box in boxes]
+    return _run(ctx, method, items, _targets(target, len(items), ctx), values)
+
+
+def explain(image, method: str, model=None, target=None, *, bbox=None, **params):
     """Attribution map of `image` for one class: float32 (rows, cols), channels summed.
 
     Parameters
     ----------
     image : 2-D gray, RGB or RGBA image. With a plugin model any size and dtype (it is
         prepared as the model's metadata says); with a plain keras.Model exactly the
-        model's input shape (fed as it is, no scaling).
+        model's input shape (fed as it is, no scaling). A list of images or a 4-D array
+        (N, rows, cols, channels) is a stack of cell ROIs, each explained whole.
     method : one of ``METHODS`` (gradient, abs_gradient, gradient_x_input,
         integrated_gradients, smoothgrad, lrp_z, lrp_epsilon, lrp_alpha_beta,
         deep_taylor, grad_cam, grad_cam_pp, occlusion).
     model : None (the bundled model), a path to a ``.keras`` file, a `LoadedModel`, or
         a Sequential / functional ``keras.Model``.
     target : class index or class name; default the predicted class. The explained
-        score is the target's pre-softmax logit.
+        score is the target's pre-softmax logit. For a batch: one for all cells, or a
+        list with one per cell.
     bbox : (min_row, min_col, max_row, max_col) of a cell, for cell models: the cell's
         ROI is explained and the map is placed back on the image (0 outside the ROI).
         Without it a cell model explains the most confident detected cell (or the whole
         image resized when none is found); a field model explains the resized image.
+        A list of boxes, an (N, 4) array or the cells of `detect_cells` explain all
+        those cells in one compiled call (cut into chunks, with a note, only when the
+        batch would not fit the ~256 MB activation budget).
     **params : the method's parameters (see ``METHODS[method].params``).
 
     Returns
     -------
     map : float32 array of shape ``image.shape[:2]``, finite, summed over channels
         (|Gradient| sums absolute values). An all-zero map raises `EmptyMapWarning`.
-        Use `explain_full` for the target, logit, notes and ROI transform.
+        For a batch of cells, maps (N, rows, cols) on the image; for a stack of ROIs,
+        maps (N, rows, cols) on the ROIs (a list when the ROIs differ in size); an empty
+        batch gives an empty result. Use `explain_full` for the target, logit, notes
+        and ROI transform.
     """
     result = explain_full(image, method, model, target, bbox=bbox, **params)
-    if result.empty:
-        warnings.warn(result.notes[-1], EmptyMapWarning, stacklevel=2)
-    return result.map
+    if isinstance(result, Explanation):
+        if result.empty:
+            warnings.warn(result.notes[-1], EmptyMapWarning, stacklevel=2)
+        return result.map
+    empty = [i for i, r in enumerate(result) if r.empty]
+    if empty:
+        warnings.warn(
+            f"{len(empty)} of {len(result)} maps are all zero (cells {empty[:10]}): "
+            f"{result[empty[0]].notes[-1]}",
+            EmptyMapWarning,
+            stacklevel=2,
+        )
+    maps = [r.map for r in result]
+    if not maps:
+        shape = np.shape(image)[1:3] if _empty_stack(image, bbox) else np.shape(image)[:2]
+        return np.zeros((0, *shape), dtype=np.float32)
+    if len({m.shape for m in maps}) > 1:
+        return maps
+    return np.stack(maps)
+
+
+def _empty_stack(image, bbox) -> bool:
+    """True when an empty result is an empty stack of ROIs (4-D array) rather than cells."""
+    return bbox is None and isinstance(image, np.ndarray) and image.ndim == 4

@@ -19,7 +19,14 @@ are not candidates.
 from __future__ import annotations
 
 from ..model.backend import tensorflow_module
-from .graph import Graph, compile_function
+from .graph import (
+    TARGETS_SPEC,
+    Graph,
+    compile_function,
+    input_signature,
+    resolve_target,
+    target_score,
+)
 from .methods import ExplainError
 
 tf = tensorflow_module()
@@ -89,8 +96,7 @@ class CAMEngine:
 
     def __init__(self, graph: Graph, key: int, plus_plus: bool):
         self.graph, self.key, self.plus_plus = graph, key, plus_plus
-        spec = tf.TensorSpec((None, *graph.input_shape[1:]), tf.float32)
-        self._fn = compile_function(self._cam, [spec, tf.TensorSpec((None,), tf.int32)])
+        self._fn = compile_function(self._cam, [input_signature(graph), TARGETS_SPEC])
 
     def __call__(self, x, target):
         return self._fn(x, target)
@@ -99,9 +105,8 @@ class CAMEngine:
         with tf.GradientTape() as tape:
             values = self.graph.run(x, watch=(self.key, tape))
             logits = values[self.graph.output]
-            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            target = tf.where(target < 0, predicted, target)
-            score = tf.gather(logits, target, axis=1, batch_dims=1)
+            target = resolve_target(logits, target)
+            score = target_score(logits, target)
         activations = values[self.key]
         grads = tape.gradient(score, activations)
         axes = list(range(1, activations.shape.rank - 1))

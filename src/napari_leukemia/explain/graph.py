@@ -90,6 +90,26 @@ def compile_function(method, input_signature) -> Compiled:
     return Compiled(method, input_signature)
 
 
+def input_signature(graph) -> tf.TensorSpec:
+    """The batch of model inputs every compiled function takes: (None, *input shape)."""
+    return tf.TensorSpec((None, *graph.input_shape[1:]), tf.float32)
+
+
+#: Targets as compiled functions take them: one class index per input, -1 = predicted.
+TARGETS_SPEC = tf.TensorSpec((None,), tf.int32)
+
+
+def resolve_target(logits, target):
+    """`target` with -1 replaced by the predicted class (the largest logit)."""
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.where(target < 0, predicted, target)
+
+
+def target_score(logits, target):
+    """Each input's logit of its own target class."""
+    return tf.gather(logits, target, axis=1, batch_dims=1)
+
+
 # --------------------------------------------------------------------------- linear ops
 class Linear:
     """An op that is affine in its inputs: ``z = apply(xs, kernel) + bias``.

@@ -8,6 +8,8 @@ used, which the attribution engine can explain.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .backend import keras_module
 from .metadata import InputSpec
 
@@ -16,6 +18,10 @@ ARCHITECTURES = {
     "default": (
         InputSpec(kind="cell", size=(64, 64), pipeline="rgb"),
         "small RGB CNN (5 conv+BN blocks, global average pooling) on 64x64 cell ROIs",
+    ),
+    "default-cell": (
+        InputSpec(kind="cell", size=(64, 64), pipeline="rgb", context="cell"),
+        "the default CNN on 64x64 cell ROIs that show only the cell (the rest blanked)",
     ),
     "default-field": (
         InputSpec(kind="field", size=(128, 128), pipeline="rgb"),
@@ -35,8 +41,7 @@ ARCHITECTURES = {
 def input_spec(arch: str) -> InputSpec:
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}.")
-    spec = ARCHITECTURES[arch][0]
-    return InputSpec(spec.kind, spec.size, spec.pipeline, spec.margin)
+    return replace(ARCHITECTURES[arch][0])
 
 
 def build(arch: str, n_classes: int = 4, input_shape=None):
@@ -45,7 +50,7 @@ def build(arch: str, n_classes: int = 4, input_shape=None):
     layers = keras.layers
     shape = tuple(input_shape or input_spec(arch).shape)
     inputs = keras.Input(shape=shape, name="image")
-    if arch in ("default", "default-field"):
+    if arch in ("default", "default-cell", "default-field"):
         x = inputs
         for i, filters in enumerate((16, 32, 64, 96, 128)):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)

@@ -19,8 +19,23 @@ import numpy as np
 from ..images import MAX_PIXELS, as_array, check_2d, check_image_size, read_image
 from ..roi import clip_bbox
 from .backend import keras_module
-from .inputs import cell_inputs, field_inputs
-from .metadata import CLASS_NAMES, InputSpec, ModelInfo, malignant_probability, read_info
+from .inputs import (
+    bbox_batch,
+    cell_inputs,
+    convert,
+    field_inputs,
+    refuse_roi_stack,
+    roi_stack,
+    single_bbox,
+)
+from .metadata import (
+    CLASS_NAMES,
+    InputSpec,
+    ModelInfo,
+    called_class,
+    malignant_probability,
+    read_info,
+)
 
 BUNDLED_MODEL = "leukemia_default.keras"
 
@@ -43,13 +58,24 @@ class LoadedModel:
         return self.info.class_names
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities of a prepared input batch (N, rows, cols, channels)."""
-        return np.asarray(self.keras_model(batch, training=False))
+        """Class probabilities of a prepared input batch (N, rows, cols, channels).
+
+        One compiled forward pass (built on first use, shared with `explain`); a batch
+        too large for the memory budget runs in chunks.
+        """
+        from ..explain.analyzers import predict
+
+        return predict(self.keras_model, batch)
 
 
 @dataclass
 class Classification:
-    """The result of `classify`: the call, all class probabilities, and how it was made."""
+    """The result of `classify`: the call, all class probabilities, and how it was made.
+
+    `class_name` is coherent with `malignant`: the most probable class on the side
+    (malignant when P(malignant) >= 0.5, else benign) that the call takes
+    (`metadata.called_class`), so "Benign" never comes with "malignant: true".
+    """
 
     class_name: str
     probabilities: dict[str, float]
@@ -186,11 +212,14 @@ def classify(
     Parameters
     ----------
     image : 2-D gray, RGB or RGBA image of any dtype, or the path of an image file.
+        A list or tuple of images, or a 4-D array (N, rows, cols, channels), is a stack
+        of cell ROIs: each is prepared as a whole ROI and all run in one compiled call.
     model : a `LoadedModel`, a path to a ``.keras`` file, or None for the bundled model.
-    bbox : (min_row, min_col, max_row, max_col) of one cell. With a bbox the cell's ROI
-        is classified (a bbox past the image is clipped, with a note); without one, a
-        cell model classifies every detected cell and averages their probabilities (the
-        field's call), and a field model classifies the whole image.
+    bbox : (min_row, min_col, max_row, max_col) of one cell, or a batch of cells (a list
+        of boxes, an (N, 4) array, or the cells of `detect_cells`). With a bbox the
+        cell's ROI is classified (a bbox past the image is clipped, with a note); without
+        one, a cell model classifies every detected cell and averages their probabilities
+        (the field's call), and a field model classifies the whole image.
     max_pixels : int or None
         Without a bbox, an image larger than this many pixels (default
         :data:`~napari_leukemia.images.MAX_PIXELS`, 25 megapixels) is refused with a
@@ -200,13 +229,26 @@ def classify(
     -------
     Classification with the class, all class probabilities and P(malignant), the sum
     over the classes the metadata does not call benign; NaN, with a note, when the
-    metadata names no benign class of this model.
+    metadata names no benign class of this model. For a batch of cells or a stack of
+    ROIs, a list with one Classification per cell (empty for an empty batch); the batch
+    runs as one compiled forward pass, in chunks only past the memory budget.
     """
     _check_whole_image_size(image, bbox, max_pixels)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    stack = roi_stack(image)
+    if stack is not None:
+        if bbox is not None:
+            raise ValueError(
+                "Give either a stack of cell ROIs or one image with bboxes, not both."
+            )
+        return _classify_stack(stack, loaded)
     image = _as_image(image)
+    boxes = None if bbox is None else bbox_batch(bbox)
+    if boxes is not None:
+        return _classify_cells(image, boxes, loaded)
     spec, notes = loaded.info.input, list(loaded.notes)
     if bbox is not None:
+        bbox = single_bbox(bbox)
         bbox, clip_note = clip_bbox(bbox, image.shape)
         notes += [clip_note] if clip_note else []
         batch, kind, cells = cell_inputs(image, [bbox], spec)[0], "cell", []
@@ -228,7 +270,7 @@ def classify(
     probabilities = loaded.predict(batch)
     mean = probabilities.mean(axis=0)
     return Classification(
-        class_name=loaded.class_names[int(mean.argmax())],
+        class_name=called_class(mean, loaded.class_names, loaded.info.benign_classes),
         probabilities={n: float(p) for n, p in zip(loaded.class_names, mean, strict=True)},
         malignant_probability=_malignant(mean, loaded.info, notes),
         kind=kind,
@@ -242,6 +284,55 @@ def _check_whole_image_size(image, bbox, max_pixels) -> None:
     """Refuse a whole image past `max_pixels` (issue 14 #20); cell boxes cost per cell."""
     if bbox is None:
         check_image_size(image, max_pixels, "classify")
+
+
+def _cell_results(loaded: LoadedModel, batch: np.ndarray, notes: list[list[str]]) -> list:
+    """One Classification of kind "cell" per prepared input, from one batched pass."""
+    probabilities = loaded.predict(batch) if len(batch) else []
+    return [
+        Classification(
+            class_name=called_class(p, loaded.class_names, loaded.info.benign_classes),
+            probabilities={n: float(v) for n, v in zip(loaded.class_names, p, strict=True)},
+            malignant_probability=_malignant(p, loaded.info, cell_notes),
+            kind="cell",
+            notes=cell_notes,
+        )
+        for p, cell_notes in zip(probabilities, notes, strict=True)
+    ]
+
+
+def _field_model_note(spec) -> list[str]:
+    if spec.kind != "field":
+        return []
+    return [
+        "This model was trained on whole fields; a single-cell ROI is outside what it has seen."
+    ]
+
+
+def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel) -> list:
+    """Each cell of `boxes` in `image`, all ROIs in one batch."""
+    spec = loaded.info.input
+    clipped, notes = [], []
+    for box in boxes:
+        box, clip_note = clip_bbox(box, image.shape)
+        clipped.append(box)
+        notes.append(
+            list(loaded.notes) + ([clip_note] if clip_note else []) + _field_model_note(spec)
+        )
+    if not clipped:
+        return []
+    return _cell_results(loaded, cell_inputs(image, clipped, spec)[0], notes)
+
+
+def _classify_stack(stack: list, loaded: LoadedModel) -> list:
+    """Each ROI of a stack (any sizes: each is prepared on its own), in one batch."""
+    spec = loaded.info.input
+    refuse_roi_stack(spec)
+    if not stack:
+        return []
+    batch = np.stack([convert(_as_image(roi), spec) for roi in stack]).astype(np.float32)
+    notes = [list(loaded.notes) + _field_model_note(spec) for _ in stack]
+    return _cell_results(loaded, batch, notes)
 
 
 def _as_image(image) -> np.ndarray:

@@ -27,13 +27,16 @@ class InputSpec:
 
     kind: "field" (the whole image, resized) or "cell" (a square ROI around one
     detected cell, `margin` of context, resized). pipeline: "rgb" (float RGB in [0, 1])
-    or "document000" (gray + unsharp mask, document 000).
+    or "document000" (gray + unsharp mask, document 000). context (cell models): "keep"
+    (the ROI as it is) or "cell" (only the cell's grown detector mask, the rest blanked;
+    see `napari_leukemia.model.cell_context`).
     """
 
     kind: str = "cell"
     size: tuple[int, int] = (64, 64)
     pipeline: str = "rgb"
     margin: float = 0.15
+    context: str = "keep"
 
     @property
     def channels(self) -> int:
@@ -142,3 +145,24 @@ def malignant_probability(probabilities: np.ndarray, class_names, benign) -> np.
     mask = np.ones(len(class_names), bool)
     mask[indices] = False
     return probabilities[..., mask].sum(axis=-1)
+
+
+def called_class(probabilities: np.ndarray, class_names, benign) -> str:
+    """The class a call names, coherent with its malignant-vs-benign side.
+
+    The side comes first: malignant when P(malignant) >= 0.5, else benign; the class is
+    the most probable one *on that side*. So a call never says "Benign" with
+    "malignant: true" (e.g. Benign 0.48, Early Pre-B 0.30, Pre-B 0.22 is called
+    Early Pre-B, malignant). When the model names no benign class, or every class is
+    malignant, it is the plain most probable class.
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    names = list(class_names)
+    indices = benign_indices(names, benign)
+    if indices is None or len(indices) in (0, len(names)):
+        return names[int(np.argmax(probabilities))]
+    is_benign = np.zeros(len(names), bool)
+    is_benign[indices] = True
+    malignant = probabilities[~is_benign].sum() >= 0.5
+    side = np.where(is_benign != malignant, probabilities, -np.inf)
+    return names[int(np.argmax(side))]

@@ -11,6 +11,7 @@ from skimage.morphology import isotropic_dilation
 
 from ..cells import detect_cells
 from ..images import as_rgb, check_2d
+from ..model.cell_context import full_mask
 from ..roi import square_window
 
 
@@ -48,15 +49,7 @@ def cells_mask(cells, shape, grow: int) -> np.ndarray:
 
 def mask_of(cell, shape) -> np.ndarray:
     """A `Cell`'s mask placed on a full image of `shape` (parts outside are clipped)."""
-    rows, cols = shape[:2]
-    r0, c0, r1, c1 = (int(v) for v in cell.bbox)
-    out = np.zeros((rows, cols), bool)
-    top, left, bottom, right = max(r0, 0), max(c0, 0), min(r1, rows), min(c1, cols)
-    if bottom > top and right > left:
-        out[top:bottom, left:right] = np.asarray(cell.mask, bool)[
-            top - r0 : bottom - r0, left - c0 : right - c0
-        ]
-    return out
+    return full_mask(cell, shape)
 
 
 def cell_in_box(rgb: np.ndarray, bbox, cells=None):

@@ -25,9 +25,12 @@ from ..graph import (
     OPAQUE,
     PASS_ACTIVATIONS,
     ROUTE,
+    TARGETS_SPEC,
     Graph,
     UnsupportedLayerError,
     compile_function,
+    input_signature,
+    resolve_target,
 )
 from .composites import Composite
 from .rules import Rule, Term
@@ -36,8 +39,13 @@ tf = tensorflow_module()
 
 
 def stabilize(z, epsilon: float):
-    """``z + ε·sign(z)`` with sign(0) = +1 (Zennit's convention)."""
-    return tf.where(z >= 0, z + epsilon, z - epsilon)
+    """``z + ε·sign(z)`` with sign(0) = +1 (Zennit's convention).
+
+    Written as one addition of a selected scalar (z − ε is z + (−ε) exactly), so a batch
+    makes one full-size temporary instead of two.
+    """
+    eps = tf.constant(epsilon, z.dtype)
+    return z + tf.where(z >= 0, eps, -eps)
 
 
 def unsupported_ops(graph: Graph) -> list[tuple[str, str, str]]:
@@ -167,13 +175,15 @@ def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None
                 tape.watch(value)
             outputs = [linear.apply(i, k) for i, k in zip(inputs, kernels, strict=True)]
         denominator = _denominator(terms, outputs, z, linear, bias)
-        scaled = group.weight * relevance / stabilize(denominator, rule.epsilon)
+        weighted = relevance if group.weight == 1.0 else group.weight * relevance
+        scaled = weighted / stabilize(denominator, rule.epsilon)
         grads = iter(tape.gradient(outputs, sources, output_gradients=[scaled] * len(outputs)))
         for term, group_inputs in zip(terms, inputs, strict=True):
             for j, value in enumerate(group_inputs):
                 grad = next(grads)
                 if grad is not None:
-                    contributions[j] = _add(contributions[j], term.sign * value * grad)
+                    part = value * grad if term.sign == 1.0 else term.sign * value * grad
+                    contributions[j] = _add(contributions[j], part)
     return contributions
 
 
@@ -205,12 +215,11 @@ class LRPAnalyzer:
             if op.kind == LINEAR:
                 first = any(k in domain for k in op.inputs)
                 self._rules[id(op)] = composite.rule(op, first)
-        spec = tf.TensorSpec((None, *graph.input_shape[1:]), tf.float32)
         self._fn = compile_function(
             self._analyze,
             [
-                spec,
-                tf.TensorSpec((None,), tf.int32),
+                input_signature(graph),
+                TARGETS_SPEC,
                 tf.TensorSpec((), tf.float32),
                 tf.TensorSpec((), tf.float32),
             ],
@@ -223,8 +232,7 @@ class LRPAnalyzer:
         graph = self.graph
         values = graph.run(x, linear_forward=True)
         logits = values[graph.output]
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        target = tf.where(target < 0, predicted, target)
+        target = resolve_target(logits, target)
         relevance = {graph.output: tf.one_hot(target, tf.shape(logits)[-1]) * logits}
         bounds = {}
         if self.composite.needs_bounds:

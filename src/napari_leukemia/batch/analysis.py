@@ -1,0 +1,165 @@
+"""One image through the chain, on a Dask worker: numpy and pandas in a plain dict out.
+
+`analyse` writes nothing. `analyse_into` also writes the result into the store (the
+image's own group, marked complete last), so workers write in parallel and only a small
+summary travels back. The model is loaded once per worker process (`load_model` caches
+it), then reused for every image the worker gets.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to do with one image; small and picklable, sent to a worker."""
+
+    source: str
+    name: str
+    methods: tuple[str, ...]
+    params: dict = field(default_factory=dict)  # method -> resolved parameters
+    model: str | None = None  # None: the bundled model
+    labels: str | None = None  # label file of this image, if any
+
+
+def _cells_table(cells, classifications, class_names) -> pd.DataFrame:
+    rows = []
+    for i, (cell, result) in enumerate(zip(cells, classifications, strict=True)):
+        r0, c0, r1, c1 = (int(v) for v in cell.bbox)
+        row = {
+            "cell": i + 1,
+            "min_row": r0,
+            "min_col": c0,
+            "max_row": r1,
+            "max_col": c1,
+            "score": float(cell.score),
+            "area": cell.area,
+            "class": result.class_name,
+            "malignant_probability": float(result.malignant_probability),
+        }
+        row.update({f"P({n})": float(result.probabilities[n]) for n in class_names})
+        rows.append(row)
+    columns = ["cell", "min_row", "min_col", "max_row", "max_col", "score", "area", "class"]
+    columns += ["malignant_probability"] + [f"P({n})" for n in class_names]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _explain_cells(image, cells, job: Job, model):
+    """Maps per method (n_cells, rows, cols), one row per cell x method, ROI transforms."""
+    from ..explain import explain_full
+
+    maps, rows, items = {}, [], []
+    shape = image.shape[:2]
+    for method in job.methods:
+        stack = np.zeros((len(cells), *shape), np.float32)
+        for i, cell in enumerate(cells):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = explain_full(
+                    image, method, model, bbox=cell.bbox, **job.params.get(method, {})
+                )
+            stack[i] = result.map
+            rows.append(
+                {
+                    "cell": i + 1,
+                    "method": method,
+                    "target": int(result.target),
+                    "target_name": result.target_name,
+                    "logit": float(result.logit),
+                    "empty": bool(result.empty),
+                    "notes": " ".join(result.notes),
+                }
+            )
+            items.append((i + 1, method, result.input_map, result.transform))
+        maps[method] = stack
+    return maps, pd.DataFrame(rows), items
+
+
+def _quantify(items, labels, names) -> pd.DataFrame:
+    from ..quantify import quantify_many
+
+    entries = [
+        {"cell": cell, "method": method, "relevance": m, "transform": t, "labels": labels}
+        for cell, method, m, t in items
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantify_many(entries, label_names=names or None)
+
+
+def analyse(job: Job) -> dict:
+    """Detect, classify, explain and (with labels) quantify one image.
+
+    Returns a dict with ``error`` set (and nothing else computed) when the image or its
+    labels cannot be read, so one bad file never stops a run.
+    """
+    from ..cells import cells_to_labels, detect_cells
+    from ..images import ImageError, read_image
+    from ..model.classify import classify, load_model
+
+    start = time.perf_counter()
+    base = {"source": job.source, "name": job.name}
+    try:
+        image = read_image(job.source)
+    except (ImageError, OSError) as error:
+        return {**base, "error": str(error)}
+    labels, names = None, {}
+    if job.labels is not None:
+        from ..labels import load_labels
+
+        try:
+            labels, names = load_labels(job.labels)
+        except (ValueError, OSError) as error:
+            return {**base, "error": f"labels {Path(job.labels).name}: {error}"}
+        if labels.shape != image.shape[:2]:
+            return {
+                **base,
+                "error": f"labels {Path(job.labels).name} have shape {labels.shape}, the "
+                f"image {image.shape[:2]}; they must cover the same pixels.",
+            }
+    model = load_model(job.model)
+    try:
+        cells = detect_cells(image)
+        results = [classify(image, model, bbox=c.bbox) for c in cells]
+        maps, map_rows, items = _explain_cells(image, cells, job, model)
+    except ValueError as error:  # e.g. an image the chain cannot take (3-D stack)
+        return {**base, "error": str(error)}
+    return {
+        **base,
+        "error": None,
+        "image": image,
+        "cell_labels": cells_to_labels(cells, image.shape),
+        "cells": _cells_table(cells, results, model.class_names),
+        "maps": maps,
+        "map_rows": map_rows,
+        "transforms": [t.as_dict() for c, m, _, t in items if m == job.methods[0]],
+        "labels": labels,
+        "label_names": {int(k): str(v) for k, v in names.items()},
+        "quantification": None if labels is None else _quantify(items, labels, names),
+        "seconds": time.perf_counter() - start,
+        "worker_pid": os.getpid(),
+    }
+
+
+def analyse_into(job: Job, store_url: str) -> dict:
+    """`analyse`, then write the image into the store; return a small summary."""
+    from .store import BatchStore
+
+    result = analyse(job)
+    if not result.get("error"):
+        BatchStore.attach(store_url).write_image_result(result)
+    return summary_of(result)
+
+
+def summary_of(result: dict) -> dict:
+    """What the runner needs to know of a result (no arrays)."""
+    keep = {k: result[k] for k in ("source", "name", "error") if k in result}
+    return {**keep, "n_cells": len(result["cells"]) if "cells" in result else 0}

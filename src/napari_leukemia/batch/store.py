@@ -1,0 +1,362 @@
+"""The batch store: one OME-Zarr (NGFF 0.5, zarr v3) hierarchy, written with ome-zarr-py.
+
+Layout (``STORE`` may be a folder or any fsspec URL, e.g. ``memory://run``)::
+
+    STORE/                      zarr group; attrs["napari_leukemia"]: run fingerprint
+      images/<name>/            NGFF multiscale image (c, y, x) of one input image
+        labels/cells            NGFF label image: cell i+1 (image-label colours, names)
+        labels/morphology       the morphology labels given with --labels
+        maps/<method>           float32 (cell, y, x), aligned on the image's level 0
+        tables/*.parquet        cells, maps, quantification and summary of this image
+      tables/summary.parquet    row per image x cell x method x label
+      tables/cells.parquet, tables/errors.parquet
+
+Images and labels are written by ome-zarr-py (`write_multiscale`,
+`write_multiscale_labels`: arrays and NGFF metadata) from a pyramid made here with numpy
+(2x2 means for images, every second pixel for labels), which is several times faster
+than letting it downsample with dask for small fields.
+
+An image group is marked complete (``attrs["napari_leukemia"]["complete"]``) only after
+everything in it is written; groups without the mark are removed before a run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .tables import read_table, write_table
+
+ATTR = "napari_leukemia"
+FORMAT = 1
+#: Fingerprint entries that must match for a run to add to an existing store.
+RUN_KEYS = ("format", "model_sha256", "methods", "params", "labels")
+PACKAGES = ("napari-leukemia", "tensorflow-cpu", "keras", "numpy", "zarr", "ome-zarr", "dask")
+CELL_COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178))
+
+
+class StoreError(ValueError):
+    """The store cannot be used as asked; the message says why and what to do."""
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _halve(level: np.ndarray, labels: bool) -> np.ndarray:
+    """Half resolution in y and x (the last two axes): 2x2 means for images, every second
+    pixel for labels (so label values stay valid)."""
+    if labels:
+        return np.ascontiguousarray(level[..., ::2, ::2])
+    rows, cols = level.shape[-2] // 2 * 2, level.shape[-1] // 2 * 2
+    block = level[..., :rows, :cols].astype(np.float32)
+    mean = (block[..., ::2, ::2] + block[..., 1::2, ::2] + block[..., ::2, 1::2]
+            + block[..., 1::2, 1::2]) / 4  # fmt: skip
+    return np.round(mean).astype(level.dtype)
+
+
+def pyramid(array: np.ndarray, labels: bool = False, smallest: int = 64) -> tuple[list, list]:
+    """Levels of `array` (..., y, x), halved while the smaller side stays >= `smallest`,
+    and their NGFF coordinate transformations (scale, and the pixel-centre shift)."""
+    levels, lead = [array], array.ndim - 2
+    while min(levels[-1].shape[-2:]) // 2 >= smallest:
+        levels.append(_halve(levels[-1], labels))
+    transforms = []
+    for k in range(len(levels)):
+        f = float(2**k)
+        shift = 0.0 if labels else (f - 1) / 2
+        transforms.append([
+            {"type": "scale", "scale": [1.0] * lead + [f, f]},
+            {"type": "translation", "translation": [0.0] * lead + [shift, shift]},
+        ])  # fmt: skip
+    return levels, transforms
+
+
+@dataclass
+class BatchStore:
+    """An open store: its URL, its fsspec file system and root path, its zarr group."""
+
+    url: str
+    fs: object
+    path: str
+    root: object
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def check(cls, url, run: dict, overwrite: bool = False) -> None:
+        """Raise `StoreError` if `open` would refuse `url`; writes nothing."""
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(str(url))
+        existing = cls._existing_run(fs, path.rstrip("/"), str(url))
+        if existing is not None and _differs(existing, run) and not overwrite:
+            raise StoreError(_mismatch_message(str(url), existing, run))
+
+    @classmethod
+    def open(cls, url, run: dict, overwrite: bool = False) -> BatchStore:
+        """Open or create the store at `url` for a run with fingerprint `run`.
+
+        Refuses a folder that holds other files, and a store of another run (model,
+        methods, parameters) unless `overwrite`, which then empties it first.
+        """
+        import fsspec
+        import zarr
+
+        url = str(url)
+        fs, path = fsspec.core.url_to_fs(url)
+        path = path.rstrip("/")
+        try:
+            existing = cls._existing_run(fs, path, url)
+            if existing is not None and _differs(existing, run):
+                if not overwrite:
+                    raise StoreError(_mismatch_message(url, existing, run))
+                fs.rm(path, recursive=True)
+            elif existing is not None and overwrite:
+                fs.rm(path, recursive=True)
+            root = zarr.open_group(url, mode="a")
+            if ATTR not in root.attrs:
+                root.attrs[ATTR] = run
+            root.require_group("images")
+        except OSError as error:  # no permission, read-only file system, no space
+            raise StoreError(
+                f"Cannot write the store at {url} ({error}); choose a folder you may "
+                "write to with --out."
+            ) from error
+        return cls(url, fs, path, root)
+
+    @classmethod
+    def finished(cls, url) -> set[str]:
+        """Names of the complete images of the store at `url` (none if there is none)."""
+        import fsspec
+        import zarr
+
+        fs, path = fsspec.core.url_to_fs(str(url))
+        if not fs.exists(f"{path.rstrip('/')}/images/zarr.json"):
+            return set()
+        images = zarr.open_group(str(url), mode="r")["images"]
+        return {
+            name
+            for name, group in images.groups()
+            if group.attrs.get(ATTR, {}).get("complete", False)
+        }
+
+    @classmethod
+    def attach(cls, url) -> BatchStore:
+        """The store at `url`, already opened by `open` (on a worker: no checks)."""
+        import fsspec
+        import zarr
+
+        fs, path = fsspec.core.url_to_fs(str(url))
+        return cls(str(url), fs, path.rstrip("/"), zarr.open_group(str(url), mode="r+"))
+
+    @staticmethod
+    def _existing_run(fs, path: str, url: str) -> dict | None:
+        if not fs.exists(path):
+            return None
+        if not fs.isdir(path):
+            raise StoreError(f"{url} is a file, not a store folder; choose another --out.")
+        if not fs.exists(f"{path}/zarr.json"):
+            if fs.ls(path):
+                raise StoreError(
+                    f"{url} is a folder with other files, not a napari-leukemia store; "
+                    "nothing was written. Choose a new or empty folder with --out."
+                )
+            return None
+        import zarr
+
+        attrs = zarr.open_group(url, mode="r").attrs.asdict()
+        if ATTR not in attrs:
+            raise StoreError(
+                f"{url} is a zarr store made by another tool; it was left alone. Choose "
+                "another --out."
+            )
+        return attrs[ATTR]
+
+    # ------------------------------------------------------------------ images
+    def image_names(self, complete: bool = True) -> list[str]:
+        """Names of the image groups that are (or, with ``complete=False``, are not)
+        marked complete."""
+        images = self.root["images"]
+        names = []
+        for name, group in images.groups():
+            done = bool(group.attrs.get(ATTR, {}).get("complete", False))
+            if done == complete:
+                names.append(name)
+        return sorted(names)
+
+    def remove_incomplete(self) -> list[str]:
+        """Delete image groups left half-written by an interrupted run."""
+        names = self.image_names(complete=False)
+        for name in names:
+            self.fs.rm(f"{self.path}/images/{name}", recursive=True)
+        return names
+
+    def write_image_result(self, result: dict) -> None:
+        """Write one analysed image (see `analysis.analyse`), then mark it complete."""
+        from ome_zarr.writer import write_multiscale
+
+        name = result["name"]
+        if self.fs.exists(f"{self.path}/images/{name}"):  # a half-written earlier try
+            self.fs.rm(f"{self.path}/images/{name}", recursive=True)
+        group = self.root["images"].create_group(name)
+        image = np.asarray(result["image"])
+        data, axes = (np.moveaxis(image, -1, 0), "cyx") if image.ndim == 3 else (image, "yx")
+        levels, transforms = pyramid(np.ascontiguousarray(data))
+        write_multiscale(levels, group, axes=axes, coordinate_transformations=transforms,
+                         name=name)  # fmt: skip
+        self._write_cell_labels(group, result)
+        if result["labels"] is not None:
+            self._write_morphology(group, result)
+        self._write_maps(group, result)
+        self._write_image_tables(name, result)
+        group.attrs[ATTR] = {
+            "source": result["source"],
+            "n_cells": len(result["cells"]),
+            "seconds": round(float(result["seconds"]), 3),
+            "worker_pid": result.get("worker_pid"),
+            "complete": True,
+        }
+
+    @staticmethod
+    def _write_label_image(group, name: str, labels: np.ndarray, colours, properties) -> None:
+        from ome_zarr.writer import write_multiscale_labels
+
+        levels, transforms = pyramid(labels, labels=True)
+        write_multiscale_labels(
+            levels, group, name, axes="yx", coordinate_transformations=transforms,
+            label_metadata={"colors": colours, "properties": properties},
+        )  # fmt: skip
+
+    def _write_cell_labels(self, group, result) -> None:
+        cells = result["cells"]
+        colours = [
+            {"label-value": int(c), "rgba": [*CELL_COLOURS[(int(c) - 1) % 5], 255]}
+            for c in cells["cell"]
+        ]
+        properties = [
+            {"label-value": int(c), "class": str(k), "score": round(float(s), 4)}
+            for c, k, s in zip(cells["cell"], cells["class"], cells["score"], strict=True)
+        ]
+        labels = np.ascontiguousarray(result["cell_labels"], dtype=np.int32)
+        self._write_label_image(group, "cells", labels, colours, properties)
+
+    def _write_morphology(self, group, result) -> None:
+        from ..labels import MORPHOLOGY_COLORS
+
+        labels = np.ascontiguousarray(result["labels"])
+        values = [int(v) for v in np.unique(labels) if v]
+        names = result["label_names"]
+        colours, properties = [], []
+        for v in values:
+            rgba = MORPHOLOGY_COLORS.get(v)
+            if rgba is not None:
+                colours.append(
+                    {"label-value": v, "rgba": [int(round(255 * c)) for c in _rgba(rgba)]}
+                )
+            properties.append({"label-value": v, "name": names.get(v, f"label {v}")})
+        self._write_label_image(group, "morphology", labels, colours, properties)
+
+    def _write_maps(self, group, result) -> None:
+        maps = group.create_group("maps")
+        maps.attrs[ATTR] = {
+            "axes": ["cell", "y", "x"],
+            "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
+            "aligned_on": "../s0 (image level 0, same y and x pixels)",
+            "roi_transforms": result["transforms"],
+        }
+        for method, stack in result["maps"].items():
+            rows, cols = stack.shape[1:]
+            array = maps.create_array(
+                method, shape=stack.shape, dtype="float32", chunks=(1, rows, cols)
+            )
+            if stack.size:
+                array[...] = stack
+            array.attrs[ATTR] = {"method": method}
+
+    def _write_image_tables(self, name: str, result: dict) -> None:
+        base = f"{self.path}/images/{name}/tables"
+        region = {"region": "../labels/cells", "instance_key": "cell", "image": name}
+        write_table(self.fs, f"{base}/cells.parquet", result["cells"], region)
+        write_table(self.fs, f"{base}/maps.parquet", result["map_rows"], region)
+        if result["quantification"] is not None:
+            write_table(self.fs, f"{base}/quantification.parquet", result["quantification"],
+                        {**region, "labels": "../labels/morphology"})  # fmt: skip
+        write_table(self.fs, f"{base}/summary.parquet", image_summary(result), region)
+
+    # ------------------------------------------------------------------ tables
+    def image_table(self, name: str, table: str) -> pd.DataFrame:
+        return read_table(self.fs, f"{self.path}/images/{name}/tables/{table}.parquet")
+
+    def write_run_tables(self, errors: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Rebuild the store-wide tables from every complete image, plus `errors`."""
+        summaries, cells = [], []
+        for name in self.image_names():
+            source = self.root["images"][name].attrs[ATTR]["source"]
+            for kind, bucket in (("summary", summaries), ("cells", cells)):
+                table = self.image_table(name, kind)
+                table.insert(0, "source", source)
+                table.insert(0, "image", name)
+                bucket.append(table)
+        out = {
+            "summary": _concat(summaries),
+            "cells": _concat(cells),
+            "errors": errors,
+        }
+        for kind, table in out.items():
+            write_table(self.fs, f"{self.path}/tables/{kind}.parquet", table)
+        return out
+
+
+def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _rgba(colour) -> tuple:
+    colour = tuple(colour)
+    if max(colour) > 1:
+        colour = tuple(c / 255 for c in colour)
+    return colour if len(colour) == 4 else (*colour, 1.0)
+
+
+def image_summary(result: dict) -> pd.DataFrame:
+    """Row per cell x method x label: cells joined with their maps and quantification."""
+    table = result["cells"]
+    if len(result["map_rows"]):
+        table = table.merge(result["map_rows"], on="cell", how="left")
+    quantification = result["quantification"]
+    if quantification is not None and len(quantification):
+        table = table.merge(quantification, on=["cell", "method"], how="left")
+    return table
+
+
+def _differs(existing: dict, run: dict) -> bool:
+    return any(existing.get(k) != run.get(k) for k in RUN_KEYS)
+
+
+def _mismatch_message(url: str, existing: dict, run: dict) -> str:
+    changed = [k for k in RUN_KEYS if existing.get(k) != run.get(k)]
+    details = "; ".join(f"{k}: store {existing.get(k)!r}, now {run.get(k)!r}" for k in changed)
+    return (
+        f"The store {url} was made by a run with other settings ({details}). Resuming "
+        "would mix results; use the same settings, another --out, or --overwrite to "
+        "replace the store."
+    )
