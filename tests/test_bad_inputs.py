@@ -312,13 +312,15 @@ def test_roi_memory_does_not_grow_with_the_image():
 
 
 def test_prepared_once_roi_step_matches_the_per_cell_definition(field, bundled):
-    """`cell_inputs` (image prepared once) = convert(extract_roi(as_rgb(image)))."""
+    """`cell_inputs` (image prepared once) = convert(extract_roi(as_rgb(image))) for a
+    model that takes the ROI with its surroundings (cell-only inputs: test_cell_context)."""
     from napari_leukemia.images import as_rgb
+    from napari_leukemia.model.architectures import input_spec
     from napari_leukemia.model.inputs import cell_inputs, convert
     from napari_leukemia.roi import extract_roi
 
     bboxes = [c.bbox for c in detect_cells(field)[:3]] + [(0, 0, 40, 40)]
-    spec = bundled.info.input
+    spec = input_spec("default")
     pairs = [extract_roi(as_rgb(field), b, size=spec.size, margin=spec.margin) for b in bboxes]
     expected = np.stack([convert(roi, spec) for roi, _ in pairs])
     batch, transforms = cell_inputs(field, bboxes, spec)

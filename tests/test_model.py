@@ -216,7 +216,9 @@ def test_bundled_model_classifies_the_sample_smear():
     assert loaded.path.stat().st_size <= 10 * 1024 * 1024
     assert loaded.info.sha256 == file_sha256(loaded.path)
     assert loaded.info.command.startswith("napari-leukemia train")
-    assert loaded.info.architecture == "default"
+    # the bundled model reads the cell alone (issue 10): its surroundings are blanked
+    assert loaded.info.architecture == "default-cell"
+    assert loaded.info.input.context == "cell"
     result = classify(make_smear(seed=0).image)
     assert result.class_name in loaded.class_names
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-4)

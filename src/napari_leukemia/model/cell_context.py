@@ -14,11 +14,13 @@ by a pixel or so.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from skimage.morphology import isotropic_dilation
 
 from ..images import as_rgb
-from ..roi import RoiTransform, clip_bbox, extract_roi, square_window
+from ..roi import RoiTransform, RoiWarning, clip_bbox, extract_roi, square_window
 
 #: The cell's detector mask is grown by this many image pixels (its pale rim).
 GROW_PX = 2
@@ -56,7 +58,9 @@ def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None) -> list:
     shape = rgb.shape[:2]
     out = []
     for bbox, mask in zip(bboxes, cell_masks(image, bboxes, masks), strict=True):
-        bbox, _ = clip_bbox(bbox, shape)
+        bbox, note = clip_bbox(bbox, shape)
+        if note:  # as for any ROI: a box past the image is clipped, and the user told
+            warnings.warn(note, RoiWarning, stacklevel=4)
         top, left, bottom, right = square_window(bbox, spec.margin, shape)
         t, l_ = max(top, 0), max(left, 0)
         crop = rgb[t : min(bottom, shape[0]), l_ : min(right, shape[1])].copy()
