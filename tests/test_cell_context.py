@@ -117,3 +117,25 @@ def test_a_stack_of_rois_is_refused_for_a_cell_only_model(smear, cell_only_model
         classify(rois, cell_only_model)
     with pytest.raises(ValueError, match="reads the cell alone"):
         explain(rois, "gradient", cell_only_model)
+
+
+def test_detected_cells_bring_their_own_masks(smear, cell_only_model):
+    """Cells of `detect_cells` given as bbox use their own masks (no second detection),
+    which are the masks a box alone finds: the same call and map either way."""
+    from napari_leukemia.explain import explain
+    from napari_leukemia.model.classify import classify
+    from napari_leukemia.model.inputs import own_masks
+
+    cells = detect_cells(smear.image)
+    masks = own_masks(cells, smear.image.shape)
+    assert [m.sum() for m in masks] == [c.mask.sum() for c in cells]
+    assert own_masks(cells[0].bbox, smear.image.shape) is None  # a plain box has none
+    by_cell = classify(smear.image, cell_only_model, bbox=cells[0])
+    by_box = classify(smear.image, cell_only_model, bbox=cells[0].bbox)
+    assert by_cell.probabilities == by_box.probabilities
+    batch = classify(smear.image, cell_only_model, bbox=cells)
+    assert [r.probabilities for r in batch][0] == by_box.probabilities
+    np.testing.assert_array_equal(
+        explain(smear.image, "gradient", cell_only_model, bbox=cells[0]),
+        explain(smear.image, "gradient", cell_only_model, bbox=cells[0].bbox),
+    )

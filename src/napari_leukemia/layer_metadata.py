@@ -33,7 +33,8 @@ PREPROCESSED = "preprocessed"
 MORPHOLOGY = "morphology_labels"
 SUGGESTED = "suggested_labels"
 UNDERLAY = "side_by_side_underlay"  # a view of the image under one map, while side by side
-KINDS = (CELLS, ROI, ATTRIBUTION, PREPROCESSED, MORPHOLOGY, SUGGESTED, UNDERLAY)
+SANITY_TILE = "sanity_context"  # one context the sanity check classified the cell in
+KINDS = (CELLS, ROI, ATTRIBUTION, PREPROCESSED, MORPHOLOGY, SUGGESTED, UNDERLAY, SANITY_TILE)
 
 IMAGE_LAYER = "image_layer"
 SOURCE_FILE = "source_file"

@@ -29,7 +29,7 @@ from .workers import preload_model, run_in_worker, status_label, waiting_message
 if TYPE_CHECKING:
     import napari
 
-KIND = "sanity_context"
+KIND = layer_metadata.SANITY_TILE
 DEFAULT_METHOD = "gradient_x_input"
 #: Tiles per row of the grid, and the gap between tiles (image pixels).
 GRID_COLUMNS = 4
@@ -199,18 +199,18 @@ def create_image_combo():
 
 
 def layer_metadata_for(image_name: str, cell, item, call: str) -> dict:
-    return {
-        layer_metadata.PLUGIN_KEY: {
-            "kind": KIND,
-            layer_metadata.IMAGE_LAYER: image_name,
-            "cell": cell.cell_id,
-            "context": item.context,
-            "bbox": [int(v) for v in item.bbox],
-            "class": call,
-        }
-    }
+    return layer_metadata.make(
+        KIND,
+        image_layer=image_name,
+        cell=cell.cell_id,
+        context=item.context,
+        bbox=[int(v) for v in item.bbox],
+        **{"class": call},
+    )
 
 
 def _is_tile_of(layer, image_name: str) -> bool:
-    meta = layer_metadata.read(layer)
-    return meta.get("kind") == KIND and meta.get(layer_metadata.IMAGE_LAYER) == image_name
+    return (
+        layer_metadata.kind_of(layer) == KIND
+        and layer_metadata.image_layer_of(layer) == image_name
+    )

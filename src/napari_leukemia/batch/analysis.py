@@ -60,12 +60,15 @@ def _explain_cells(image, cells, job: Job, model):
     shape = image.shape[:2]
     for method in job.methods:
         stack = np.zeros((len(cells), *shape), np.float32)
-        for i, cell in enumerate(cells):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = explain_full(
-                    image, method, model, bbox=cell.bbox, **job.params.get(method, {})
-                )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # all cells in one compiled call; the cells carry their masks
+            results = (
+                explain_full(image, method, model, bbox=list(cells), **job.params.get(method, {}))
+                if cells
+                else []
+            )
+        for i, result in enumerate(results):
             stack[i] = result.map
             rows.append(
                 {
@@ -128,7 +131,7 @@ def analyse(job: Job) -> dict:
     model = load_model(job.model)
     try:
         cells = detect_cells(image)
-        results = [classify(image, model, bbox=c.bbox) for c in cells]
+        results = classify(image, model, bbox=list(cells)) if cells else []
         maps, map_rows, items = _explain_cells(image, cells, job, model)
     except ValueError as error:  # e.g. an image the chain cannot take (3-D stack)
         return {**base, "error": str(error)}

@@ -114,9 +114,11 @@ def _target_index(target, names: list[str], classes: int) -> int | None:
     return int(target)
 
 
-def _prepare_plugin(image, loaded, bbox, notes):
-    """Model input, transform back to the image, and the explained cell's bbox."""
+def _prepare_plugin(image, loaded, bbox, notes, mask=None):
+    """Model input, transform back to the image, and the explained cell's bbox
+    (`mask`: the cell's own full-image mask, when it is a detected cell)."""
     from ..images import check_2d
+    from ..model.cell_context import full_mask
     from ..model.inputs import cell_input, convert
 
     check_2d(image)
@@ -128,7 +130,7 @@ def _prepare_plugin(image, loaded, bbox, notes):
         image_shape=(rows, cols),
     )
     if bbox is not None:
-        x, transform = cell_input(image, bbox, spec)
+        x, transform = cell_input(image, bbox, spec, mask)
         if spec.kind == "field":
             notes.append(
                 "This model was trained on whole fields; a single-cell ROI is outside what "
@@ -141,7 +143,7 @@ def _prepare_plugin(image, loaded, bbox, notes):
         cells = detect_cells(image)
         if cells:
             cell = cells[0]
-            x, transform = cell_input(image, cell.bbox, spec)
+            x, transform = cell_input(image, cell.bbox, spec, full_mask(cell, (rows, cols)))
             notes.append(
                 f"No bbox given: explained the most confident detected cell, bbox "
                 f"{tuple(int(v) for v in cell.bbox)} (score {cell.score:.2f})."
@@ -269,10 +271,10 @@ class _Item:
     notes: list[str]
 
 
-def _prepare(ctx: _Context, image, bbox) -> _Item:
+def _prepare(ctx: _Context, image, bbox, mask=None) -> _Item:
     notes = ctx.model_notes
     if ctx.plugin:
-        x, transform, used = _prepare_plugin(image, ctx.loaded, bbox, notes)
+        x, transform, used = _prepare_plugin(image, ctx.loaded, bbox, notes, mask)
         return _Item(x, transform, used, notes)
     if bbox is not None:
         raise ExplainError(
@@ -384,15 +386,17 @@ def explain_full(image, method: str, model=None, target=None, *, bbox=None, **pa
     a list of images or a 4-D array), a list with one `Explanation` per cell; all cells
     run through the method's compiled engine together (see `explain`).
     """
-    from ..model.inputs import bbox_batch, refuse_roi_stack, roi_stack, single_bbox
+    from ..model.inputs import bbox_batch, own_masks, refuse_roi_stack, roi_stack, single_bbox
 
     info = method_info(method)
     values = info.resolve(params)
     ctx = _Context.of(model)
     stack = roi_stack(image)
     boxes = None if bbox is None else bbox_batch(bbox)
+    masks = None if bbox is None or stack is not None else own_masks(bbox, np.shape(image))
     if stack is None and boxes is None:
-        item = _prepare(ctx, image, None if bbox is None else single_bbox(bbox))
+        mask = None if masks is None else masks[0]
+        item = _prepare(ctx, image, None if bbox is None else single_bbox(bbox), mask)
         return _run(ctx, method, [item], _targets(target, 1, ctx), values)[0]
     if stack is not None:
         if bbox is not None:
@@ -403,7 +407,8 @@ def explain_full(image, method: str, model=None, target=None, *, bbox=None, **pa
             refuse_roi_stack(ctx.loaded.info.input)
         items = [_prepare_roi(ctx, roi) for roi in stack]
     else:
-        items = [_prepare(ctx, image, box) for box in boxes]
+        masks = masks or [None] * len(boxes)
+        items = [_prepare(ctx, image, box, m) for box, m in zip(boxes, masks, strict=True)]
     return _run(ctx, method, items, _targets(target, len(items), ctx), values)
 
 

@@ -24,6 +24,7 @@ from .inputs import (
     cell_inputs,
     convert,
     field_inputs,
+    own_masks,
     refuse_roi_stack,
     roi_stack,
     single_bbox,
@@ -244,14 +245,15 @@ def classify(
         return _classify_stack(stack, loaded)
     image = _as_image(image)
     boxes = None if bbox is None else bbox_batch(bbox)
+    masks = None if bbox is None else own_masks(bbox, image.shape)
     if boxes is not None:
-        return _classify_cells(image, boxes, loaded)
+        return _classify_cells(image, boxes, loaded, masks)
     spec, notes = loaded.info.input, list(loaded.notes)
     if bbox is not None:
         bbox = single_bbox(bbox)
         bbox, clip_note = clip_bbox(bbox, image.shape)
         notes += [clip_note] if clip_note else []
-        batch, kind, cells = cell_inputs(image, [bbox], spec)[0], "cell", []
+        batch, kind, cells = cell_inputs(image, [bbox], spec, masks)[0], "cell", []
         if spec.kind == "field":
             notes.append(
                 "This model was trained on whole fields; a single-cell ROI is "
@@ -309,8 +311,9 @@ def _field_model_note(spec) -> list[str]:
     ]
 
 
-def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel) -> list:
-    """Each cell of `boxes` in `image`, all ROIs in one batch."""
+def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel, masks=None) -> list:
+    """Each cell of `boxes` in `image` (`masks`: their own, for detected cells), all ROIs
+    in one batch."""
     spec = loaded.info.input
     clipped, notes = [], []
     for box in boxes:
@@ -321,7 +324,7 @@ def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel) -> list
         )
     if not clipped:
         return []
-    return _cell_results(loaded, cell_inputs(image, clipped, spec)[0], notes)
+    return _cell_results(loaded, cell_inputs(image, clipped, spec, masks)[0], notes)
 
 
 def _classify_stack(stack: list, loaded: LoadedModel) -> list:

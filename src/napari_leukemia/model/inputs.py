@@ -116,10 +116,22 @@ def _median_fill_8bit(image) -> np.ndarray | None:
     return np.array(fill * 3 if len(fill) == 1 else fill, dtype=np.float64)
 
 
-def cell_input(image: np.ndarray, bbox, spec: InputSpec) -> tuple[np.ndarray, RoiTransform]:
-    """The model input for the cell in `bbox`, and the ROI transform back to `image`."""
-    batch, transforms = cell_inputs(image, [bbox], spec)
+def cell_input(
+    image: np.ndarray, bbox, spec: InputSpec, mask=None
+) -> tuple[np.ndarray, RoiTransform]:
+    """The model input for the cell in `bbox`, and the ROI transform back to `image`
+    (`mask`: the cell's full-image mask, when known; see `cell_inputs`)."""
+    batch, transforms = cell_inputs(image, [bbox], spec, None if mask is None else [mask])
     return batch[0], transforms[0]
+
+
+def own_masks(bbox, shape) -> list | None:
+    """Full-image masks of detected cells given as `bbox` (one `Cell` or a sequence of
+    them), else None: a cell-only model then needs no second detection to find them."""
+    items = bbox if isinstance(bbox, list | tuple) else [bbox]
+    if len(shape) >= 2 and items and all(hasattr(c, "mask") and hasattr(c, "bbox") for c in items):
+        return [full_mask(c, shape) for c in items]
+    return None
 
 
 def field_cells(image: np.ndarray, max_cells: int = MAX_CELLS_PER_FIELD):
