@@ -39,6 +39,9 @@ def detect(viewer, layer, qtbot):
     qtbot.waitUntil(
         lambda: any(selection.is_cells_layer(lay) for lay in viewer.layers), timeout=10000
     )
+    # the worker is done (its `finished` comes after the result): a later run's wait on
+    # the button cannot be satisfied by this run's end
+    qtbot.waitUntil(lambda: widget._run.enabled, timeout=10000)
     return widget, next(lay for lay in viewer.layers if selection.is_cells_layer(lay))
 
 
