@@ -13,8 +13,13 @@ batched forward+backward floor (aim >= 0.8); peak memory for one map and a 64-ce
 
 Every ratio is measured in one run, the reference and the candidate timed alternately
 (`timing.ratio_ms`), so load from other jobs shifts both alike. "engine" times a map of a
-prepared model input (``attribute``); "explain" times the whole ``explain()`` call: cutting
-the cell's ROI out of the field, preprocessing, the map, and mapping it back.
+prepared model input (``attribute``); "explain" times the whole ``explain()`` call as the
+Explain widget makes it (the field and the selected cell's box): the map and mapping it
+back, the cell's input remembered from the previous call (`napari_leukemia.memo`); "new cell"
+clears that memo first, so it also cuts the cell's ROI out of the field and prepares it
+(the cell's mask known, as for the cells of `detect_cells`). Batches: the 64 prepared
+cell inputs of a stack through one compiled call (maps and logits together), and the
+cells of one field through ``explain_full`` with their preparation.
 
 Run: ``python benchmarks/bench_explain.py [--repeats N] [--no-memory] [--no-first]``.
 """
@@ -107,25 +112,37 @@ def forward_backward(keras_model):
 
 
 def bench_speed(loaded, description, repeats):
+    """Per-map ratios on the selected cell, three ways: the engine on the prepared input;
+    `explain` as the widget calls it (the field and the cell's box), repeated on the
+    same cell (its input remembered, `napari_leukemia.memo`); and a cell not seen before (the
+    memo cleared; the cell's mask known, as for the cells of `detect_cells`)."""
+    from napari_leukemia import memo
     from napari_leukemia.cells import detect_cells
     from napari_leukemia.explain import METHODS, attribute, explain
+    from napari_leukemia.model.cell_context import full_mask
     from napari_leukemia.model.inputs import cell_input, convert
 
     model = loaded.keras_model
     spec = loaded.info.input
     field, field_name = real_field()
-    bbox = None
+    cell = bbox = None
     if spec.kind == "cell":
-        bbox = detect_cells(field)[0].bbox
-        x = cell_input(field, bbox, spec)[0].astype(np.float32)
+        cell = detect_cells(field)[0]
+        bbox = cell.bbox
+        x = cell_input(field, bbox, spec, full_mask(cell, field.shape))[0].astype(np.float32)
     else:
         x = convert(field, spec).astype(np.float32)
     step = forward_backward(model)
     batch = x[None]
+
+    def new_cell(m):
+        memo.clear()
+        explain(field, m, loaded, 0, bbox=cell)
+
     print(f"model: {description}; input {x.shape}; {field_name}, selected cell {bbox}")
     print(
         f"{'method':22s} {'fwd+bwd':>8s} {'engine':>7s} {'ratio':>6s} {'explain':>8s} "
-        f"{'ratio':>6s} {'target':>7s}"
+        f"{'ratio':>6s} {'target':>7s}     {'new cell':>8s} {'ratio':>6s}"
     )
     rows = []
     for method in METHODS:
@@ -136,11 +153,13 @@ def bench_speed(loaded, description, repeats):
         _, full, ratio = ratio_ms(
             lambda: step(batch), lambda m=method: explain(field, m, loaded, 0, bbox=bbox), n
         )
+        _, cold, cold_ratio = ratio_ms(lambda: step(batch), lambda m=method: new_cell(m), n)
         target = TARGETS.get(method)
-        mark = "" if target is None else ("ok" if ratio <= target else "SLOW")
+        mark = "" if target is None else ("ok  " if ratio <= target else "SLOW")
         print(
             f"{method:22s} {base:8.2f} {engine:7.2f} {engine_ratio:6.2f} {full:8.2f} "
-            f"{ratio:6.2f} {'' if target is None else f'<={target:g}':>7s} {mark}"
+            f"{ratio:6.2f} {'' if target is None else f'<={target:g}':>7s} {mark:4s} "
+            f"{cold:8.2f} {cold_ratio:6.2f}"
         )
         rows.append(
             {
@@ -149,19 +168,37 @@ def bench_speed(loaded, description, repeats):
                 "engine_ms": engine,
                 "explain_ms": full,
                 "ratio": ratio,
+                "new_cell_ratio": cold_ratio,
                 "target": target,
             }
         )
-    print("(ms medians; ratios = explain / forward+backward of one input, same run)")
+    print("(ms medians; ratios = time / forward+backward of one input, same run)")
+    for points, method in ((33, "integrated_gradients"), (33, "smoothgrad")):
+        stack = np.repeat(batch, points, axis=0)
+        floor, _, floor_ratio = ratio_ms(lambda: step(batch), lambda s=stack: step(s), 10)
+        print(
+            f"  {method}: its {points} inputs as one batched forward+backward take "
+            f"{floor_ratio:.2f}x one input (the floor of any batched implementation)"
+        )
+    if cell is not None:
+        memo.clear()
+        start = time.perf_counter()
+        explain(field, "gradient", loaded, 0, bbox=bbox)
+        print(
+            f"  a box of a field not seen before (its cell's mask found by detecting the "
+            f"field once): {1e3 * (time.perf_counter() - start):.1f} ms for the first map"
+        )
     return rows
 
 
 def cell_stack(loaded, n: int = 64):
-    """`n` real cell ROIs (model inputs) from the first all4 fields, else synthetic ones."""
+    """`n` real cell model inputs (with their masks) from the first all4 fields, else
+    synthetic ones."""
     from timing import REAL_DATA
 
     from napari_leukemia.cells import detect_cells
     from napari_leukemia.images import read_image
+    from napari_leukemia.model.cell_context import full_mask
     from napari_leukemia.model.inputs import cell_inputs
     from napari_leukemia.synthetic import make_smear
 
@@ -169,41 +206,62 @@ def cell_stack(loaded, n: int = 64):
     rois = []
     for i in range(200):
         field = read_image(files[i]) if i < len(files) else make_smear(seed=i).image
-        boxes = [c.bbox for c in detect_cells(field)]
-        if boxes:
-            rois.extend(cell_inputs(field, boxes, loaded.info.input)[0])
+        cells = detect_cells(field)
+        if cells:
+            masks = [full_mask(c, field.shape) for c in cells]
+            rois.extend(cell_inputs(field, [c.bbox for c in cells], loaded.info.input, masks)[0])
         if len(rois) >= n:
             break
     return np.stack(rois[:n]).astype(np.float32)
 
 
 def bench_batch(loaded, repeats, n: int = 64):
-    """Cells per second for classify + a map on `n` cells, against the batched floor."""
-    from napari_leukemia.explain import explain, explain_full
-    from napari_leukemia.model.classify import classify
+    """Cells per second of classify + a map on `n` prepared cell inputs in one compiled
+    call (`attribute`: maps and logits together), against the batched floor; and the
+    cells of one field through `explain_full` (preparing included)."""
+    from timing import real_field
+
+    from napari_leukemia import memo
+    from napari_leukemia.cells import detect_cells
+    from napari_leukemia.explain import attribute, explain_full
 
     stack = cell_stack(loaded, n)
     step = forward_backward(loaded.keras_model)
-    print(f"batch of {len(stack)} real cell ROIs {stack.shape[1:]} (one stack):")
+    model = loaded.keras_model
+    print(f"batch of {len(stack)} real cell inputs {stack.shape[1:]} (one stack):")
     for method in ("lrp_epsilon", "grad_cam"):
         floor, both, share = ratio_ms(
-            lambda: step(stack),
-            lambda m=method: (classify(stack, loaded), explain(stack, m, loaded)),
-            repeats,
-        )
-        _, one_pass, share_one = ratio_ms(
-            lambda: step(stack), lambda m=method: explain_full(stack, m, loaded), repeats
+            lambda: step(stack), lambda m=method: attribute(model, stack, m), repeats
         )
         print(
-            f"  classify + {method:12s}: {1e3 * n / both:7.0f} cells/s ({both:.1f} ms); "
-            f"floor {1e3 * n / floor:.0f} cells/s ({floor:.1f} ms batched fwd+bwd): "
-            f"share {1 / share:.2f}"
+            f"  classify + {method:12s} (one pass): {1e3 * n / both:7.0f} cells/s "
+            f"({both:.1f} ms); floor {1e3 * n / floor:.0f} cells/s ({floor:.1f} ms batched "
+            f"fwd+bwd): share {1 / share:.2f} {'ok' if 1 / share >= 0.8 else 'below 0.8'}"
         )
+    field, _ = real_field()
+    cells = detect_cells(field)
+
+    def field_cells(m):
+        memo.clear()
+        explain_full(field, m, loaded, bbox=cells)
+
+    for method in ("lrp_epsilon", "grad_cam"):
+        ms = statistics.median(_times(lambda m=method: field_cells(m), repeats))
         print(
-            f"  {method} with its probabilities (explain_full, one pass): "
-            f"{1e3 * n / one_pass:7.0f} cells/s: share {1 / share_one:.2f} "
-            f"{'ok' if 1 / share_one >= 0.8 else 'below 0.8'}"
+            f"  the {len(cells)} cells of a field, {method} with probabilities "
+            f"(explain_full, inputs prepared each time): {ms:.1f} ms, "
+            f"{1e3 * len(cells) / ms:.0f} cells/s"
         )
+
+
+def _times(function, repeats: int) -> list[float]:
+    function()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        out.append(1e3 * (time.perf_counter() - start))
+    return out
 
 
 def bench_first_call(loaded):
@@ -264,11 +322,10 @@ for method in METHODS:
     out[method] = peak()
 if mode == "bundled":
     from bench_explain import cell_stack
-    from napari_leukemia.model.classify import classify
+    from napari_leukemia.explain import attribute
     stack = cell_stack(model, 64)
     for method in ("lrp_epsilon", "grad_cam"):
-        classify(stack, model)
-        explain(stack, method, model)
+        attribute(model.keras_model, stack, method)
         out["64 cells: classify + " + method] = peak()
 print(json.dumps(out))
 """

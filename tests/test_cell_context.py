@@ -139,3 +139,22 @@ def test_detected_cells_bring_their_own_masks(smear, cell_only_model):
         explain(smear.image, "gradient", cell_only_model, bbox=cells[0]),
         explain(smear.image, "gradient", cell_only_model, bbox=cells[0].bbox),
     )
+
+
+def test_growing_a_mask_locally_equals_dilating_the_whole_image():
+    from skimage.morphology import isotropic_dilation
+
+    from napari_leukemia.model.cell_context import GROW_PX, _grown
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(200):
+        mask = np.zeros((60, 70), bool)
+        r, c = rng.integers(0, 60), rng.integers(0, 70)  # touching the edges too
+        mask[max(r - 5, 0) : r + rng.integers(1, 9), max(c - 4, 0) : c + rng.integers(1, 9)] = 1
+        mask &= rng.random(mask.shape) > 0.2
+        if mask.any():
+            assert np.array_equal(_grown(mask), isotropic_dilation(mask, GROW_PX))
+            checked += 1
+    assert checked > 150
+    assert not _grown(np.zeros((5, 5), bool)).any()  # no cell, no pixels

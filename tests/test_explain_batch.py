@@ -206,3 +206,43 @@ def test_a_model_whose_layers_change_between_calls_is_walked_again():
     model.add(keras.layers.Dense(3, name="logits"))  # now three classes
     assert close(explain(x, "gradient", model, 2), direct_gradient(model, x, 2).sum(-1))
     assert predict(model, x[None]).shape == (1, 3)
+
+
+# -------------------------------------------------------------- remembered cell inputs
+def test_remembered_inputs_give_the_same_maps_and_follow_edits_of_the_image():
+    """A cell-only model given a box: the mask comes from one remembered detection and the
+    prepared input is reused, with results equal to a fresh preparation (and to the
+    cell's own mask); an image edited in place is prepared anew; a clipped box warns on
+    every call, not only the first."""
+    from napari_leukemia import memo
+    from napari_leukemia.roi import RoiWarning
+
+    spec = InputSpec(kind="cell", size=(64, 64), pipeline="rgb", context="cell")
+    model = LoadedModel(default_cnn(6), ModelInfo(input=spec))
+    image = make_smear(seed=5, n_leukocytes=3).image.copy()
+    cell = detect_cells(image)[0]
+    memo.clear()
+    first = explain_full(image, "gradient_x_input", model, 1, bbox=cell.bbox)
+    assert len(memo.DETECTED._values) == 2  # one detection (cells, masks) for the mask
+    again = explain_full(image, "lrp_epsilon", model, 1, bbox=cell.bbox)
+    assert len(memo.DETECTED._values) == 2 and len(memo.PREPARED._values) == 1
+    memo.clear()
+    fresh = explain_full(image, "lrp_epsilon", model, 1, bbox=cell.bbox)
+    own_mask = explain_full(image, "gradient_x_input", model, 1, bbox=cell)
+    assert np.array_equal(again.map, fresh.map) and np.array_equal(first.map, own_mask.map)
+    assert again.notes == fresh.notes and again.transform == fresh.transform
+
+    r0, c0, r1, c1 = cell.bbox
+    image[r0:r1, c0:c1] = 255 - image[r0:r1, c0:c1]  # edited in place, same array
+    edited = explain_full(image, "lrp_epsilon", model, 1, bbox=cell.bbox)
+    memo.clear()
+    expected = explain_full(image, "lrp_epsilon", model, 1, bbox=cell.bbox)
+    assert not np.array_equal(edited.map, fresh.map)
+    assert np.array_equal(edited.map, expected.map)
+
+    rows, cols = image.shape[:2]
+    past_edge = (rows - 20, cols - 20, rows + 15, cols + 15)
+    for _ in range(2):
+        with pytest.warns(RoiWarning, match="clipped"):
+            explain_full(image, "gradient", model, bbox=past_edge)
+    memo.clear()

@@ -107,7 +107,7 @@ def test_maps_are_aligned_layers_with_the_engines_values(scene, models, qtbot, m
     viewer, layer, cells, widget = scene
     cell = selection.selected_cell(viewer, layer)
     widget.methods.value = ["gradient_x_input", "lrp_epsilon", "grad_cam"]
-    widget.epsilon.value = 0.25
+    widget.field("lrp_epsilon", "epsilon").value = 0.25
     run(widget, qtbot)
 
     assert not messages["error"]
@@ -334,10 +334,50 @@ def test_parameters_default_to_the_engines(make_napari_viewer):
     assert widget.params_for("smoothgrad") == {"samples": 32, "noise": pytest.approx(0.15)}
     assert widget.params_for("lrp_alpha_beta") == {"alpha": 1.0, "beta": 0.0}
     assert widget.params_for("grad_cam") == {} and widget.params_for("occlusion") == {}
-    widget.cam_layer.value = "relu4"
-    widget.occ_window.value = 8
+    widget.field("grad_cam", "layer").value = "relu4"
+    widget.field("occlusion", "window").value = 8
     assert widget.params_for("grad_cam_pp") == {"layer": "relu4"}
     assert widget.params_for("occlusion") == {"window": 8}
+
+
+def test_every_method_has_a_runner_and_a_form_built_from_the_method_table(make_napari_viewer):
+    """The form comes from `MethodInfo.form_params`: a field per shown parameter, with the
+    parameter's default (or its "automatic" value), range and doc; what the form gives
+    each method passes the method's own checks; a row is shown only for its methods."""
+    from napari_leukemia.explain import METHODS
+    from napari_leukemia.explain.runners import RUNNERS, runner_for
+
+    widget = ExplainWidget(make_napari_viewer())
+    for method, info in METHODS.items():
+        assert runner_for(method) is RUNNERS[info.runner], method
+        shown = {p.name for p in info.form_params}
+        assert shown == {p.name for p in METHODS[info.form_owner].form_params}, method
+        own = {p.name: p for p in METHODS[info.form_owner].form_params}
+        for param in info.form_params:
+            field = widget.field(method, param.name)
+            assert own[param.name].doc in field.tooltip, (method, param.name)
+            shared = (own[param.name].default, own[param.name].none_as, own[param.name].widget)
+            assert shared == (param.default, param.none_as, param.widget), (method, param.name)
+            if param.widget == "text":
+                assert field.value == ("" if param.default is None else param.default)
+                continue
+            assert field.value == (param.none_as if param.default is None else param.default)
+            assert (field.min, field.max) == (param.low, param.high), (method, param.name)
+        given = widget.params_for(method)
+        assert set(given) <= shown, method
+        resolved = info.resolve(given)
+        assert resolved == {**info.defaults(), **resolved}, method
+        widget.methods.value = [method]
+        rows = [box for box in widget._param_rows.values() if not box.native.isHidden()]
+        assert len(rows) == (1 if shown else 0), method
+        if shown:
+            assert widget.field(method, next(iter(shown))) in list(rows[0]), method
+    owned = {(m, p.name) for m, info in METHODS.items() for p in info.form_params}
+    assert {key for key in widget.fields} == {k for k in owned if METHODS[k[0]].form_owner == k[0]}
+    widget.field("smoothgrad", "samples").value = 5
+    widget.field("lrp_alpha_beta", "beta").value = 1.5
+    assert widget.params_for("smoothgrad")["samples"] == 5
+    assert widget.params_for("lrp_alpha_beta") == {"alpha": 1.0, "beta": 1.5}
 
 
 def test_the_widget_docks_from_the_manifest(make_napari_viewer):

@@ -20,6 +20,7 @@ WIDGETS = (
     "Explain",
     "Morphology labels",
     "Relevance overlap",
+    "Batch",
 )
 
 

@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Run training; a run that saves nothing or fails to save exits non-zero."""
-    from .model.training import NothingSaved, train
+    from .model.training import NothingSaved, Recipe, train
 
     kept = f"nothing was saved and any existing {args.out} (and its .json) is unchanged"
     try:
@@ -42,6 +42,11 @@ def _train(args: argparse.Namespace) -> int:
             max_minutes=args.max_minutes,
             max_images=args.max_images,
             overwrite=args.overwrite,
+            recipe=Recipe(
+                stain_jitter=args.stain_jitter,
+                focus_penalty=args.focus_penalty,
+                init=None if args.init is None else str(args.init),
+            ),
         )
     except NothingSaved as error:
         print(f"napari-leukemia train: {error}", file=sys.stderr)
@@ -141,7 +146,27 @@ def _predict(args: argparse.Namespace) -> int:
                 f"{r['image']}: {r['class']} (P malignant {r['malignant_probability']:.3f}; "
                 f"{probs}; {r['kind']})"
             )
+            for note in r["notes"]:
+                print(f"  note: {note}")
     return 1 if failed == len(results) else 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .model.reliability import fit_model
+
+    try:
+        fitted = fit_model(args.model, args.data_dir, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as error:
+        print(f"napari-leukemia calibrate: {error}", file=sys.stderr)
+        return 2
+    ood, calibration = fitted["ood"], fitted["calibration"]
+    print(
+        f"OOD threshold {ood['threshold']:.1f}: flagged {ood['flagged']['val']:.1%} of "
+        f"validation and {ood['flagged']['test']:.1%} of test cells. Temperature "
+        f"{calibration['temperature']:.3f}: test ECE {calibration['test']['ece'][0]:.4f} -> "
+        f"{calibration['test']['ece'][1]:.4f}. Written to {Path(args.model).with_suffix('.json')}."
+    )
+    return 0
 
 
 def _methods(text: str) -> list[str]:
@@ -324,8 +349,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="use only this many training images (quick runs)",
     )
+    train.add_argument(
+        "--stain-jitter",
+        type=float,
+        default=0.0,
+        help="random stain (HED) jitter strength, e.g. 0.1 (default 0: off)",
+    )
+    train.add_argument(
+        "--focus-penalty",
+        type=float,
+        default=0.0,
+        help="weight of the penalty on input gradients outside the cell, e.g. 1 "
+        "(cell-only models; default 0: off)",
+    )
+    train.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this model's weights (same architecture and split): fine-tuning",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     train.set_defaults(func=_train)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit a cell model's OOD score and temperature on its recorded split",
+        description="Fit the out-of-distribution score (Mahalanobis on the penultimate "
+        "features; threshold: 99th percentile of validation cells) and the temperature of "
+        "the probabilities (validation NLL) of MODEL on the split recorded in its metadata, "
+        "and write them into MODEL.json. `train` does this itself for new cell models.",
+    )
+    calibrate.add_argument("model", type=Path, help="the model file (.keras)")
+    calibrate.add_argument("data_dir", type=Path, help="the folder the model was trained from")
+    calibrate.add_argument("--overwrite", action="store_true", help="fit again when present")
+    calibrate.set_defaults(func=_calibrate)
 
     evaluate = commands.add_parser(
         "evaluate",

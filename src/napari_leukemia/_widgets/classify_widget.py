@@ -31,6 +31,20 @@ def classify_plane(plane, model_path: Path | None, bbox):
     return classify(plane, load_model(model_path), bbox=bbox)
 
 
+def _familiarity_line(result) -> str:
+    """A line under the call saying whether the input is like the training cells."""
+    if result.unfamiliar is None:
+        return ""
+    if result.unfamiliar:
+        return (
+            "<br><b>Unlike the cells the model was trained on</b> "
+            f"(OOD score {result.ood_score:.0f} &gt; {result.ood_threshold:.0f}): "
+            "do not trust this call"
+        )
+    score, threshold = result.ood_score, result.ood_threshold
+    return f"<br>Like the training cells (OOD score {score:.0f} ≤ {threshold:.0f})"
+
+
 def record_result(result, image_layer, cell: selection.SelectedCell | None) -> dict:
     """Store the result where the console can read it; returns the stored record.
 
@@ -112,6 +126,7 @@ class ClassifyWidget(Container):
         self.call.value = (
             f"<b>{result.class_name}</b> — {where}<br>"
             f"P(malignant) = {result.malignant_probability:.3f} ({verdict})"
+            + _familiarity_line(result)
         )
         for name, probability in result.probabilities.items():
             if name not in self.bars:

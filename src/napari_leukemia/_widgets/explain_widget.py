@@ -177,6 +177,46 @@ def _plain(value) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def form_field(param):
+    """The form widget of one method parameter, as its `Param` describes it."""
+    shown = param.none_as if param.default is None else param.default
+    tooltip = param.doc
+    if param.default is None:
+        tooltip += f" ({'empty' if param.none_as == '' else param.none_as} = automatic)"
+    if param.widget == "text":
+        return LineEdit(value=str(shown), label=param.label, tooltip=tooltip)
+    if param.widget == "int":
+        return SpinBox(
+            value=int(shown),
+            min=int(param.low),
+            max=int(param.high),
+            step=int(param.step or 1),
+            label=param.label,
+            tooltip=tooltip,
+        )
+    if param.widget == "float":
+        box = FloatSpinBox(
+            value=float(shown),
+            min=param.low,
+            max=param.high,
+            step=param.step,
+            label=param.label,
+            tooltip=tooltip,
+        )
+        # a range over several decades (ε) steps by a tenth of the value, not a fixed step
+        box.adaptive_step = param.low > 0 and param.high >= 100 * param.low
+        return box
+    raise ValueError(f"Parameter {param.name!r} has no form widget kind {param.widget!r}.")
+
+
+def form_value(param, field_widget):
+    """A form field's value as the parameter takes it (int, float or stripped text)."""
+    value = field_widget.value
+    if param.widget == "text":
+        return str(value).strip()
+    return int(value) if param.widget == "int" else float(value)
+
+
 def _class_names_without_tf(model_path: Path | None) -> list[str]:
     """Class names from the metadata file beside the model (no TensorFlow needed).
 
@@ -262,85 +302,51 @@ class ExplainWidget(Container):
 
     # -- form ----------------------------------------------------------------------
     def _build_params(self) -> None:
-        """The most used parameters, shown only for the selected methods."""
-
-        def default(method, name):
-            return METHODS[method].defaults()[name]
-
-        # step 1e-4 gives 4 decimals; the adaptive step then moves by a tenth of the value
-        self.epsilon = FloatSpinBox(
-            value=default("lrp_epsilon", "epsilon"), min=1e-4, max=1e3, step=1e-4, label="ε"
-        )
-        self.epsilon.adaptive_step = True
-        self.ig_steps = SpinBox(
-            value=default("integrated_gradients", "steps"), min=1, max=1024, label="steps"
-        )
-        self.sg_samples = SpinBox(
-            value=default("smoothgrad", "samples"), min=1, max=1024, label="samples"
-        )
-        self.sg_noise = FloatSpinBox(
-            value=default("smoothgrad", "noise"), min=0.0, max=1.0, step=0.05, label="noise"
-        )
-        self.alpha = FloatSpinBox(
-            value=default("lrp_alpha_beta", "alpha"), min=0.0, max=20.0, step=0.5, label="α"
-        )
-        self.beta = FloatSpinBox(
-            value=default("lrp_alpha_beta", "beta"), min=0.0, max=20.0, step=0.5, label="β"
-        )
-        self.cam_layer = LineEdit(value="", label="layer")
-        self.occ_window = SpinBox(value=0, min=0, max=1024, label="window")
-        self.occ_stride = SpinBox(value=0, min=0, max=1024, label="stride")
-
-        rows = [
-            (("lrp_epsilon",), "LRP-ε", [self.epsilon]),
-            (("integrated_gradients",), "Int. Grad.", [self.ig_steps]),
-            (("smoothgrad",), "SmoothGrad", [self.sg_samples, self.sg_noise]),
-            (("lrp_alpha_beta",), "LRP-αβ", [self.alpha, self.beta]),
-            (("grad_cam", "grad_cam_pp"), "Grad-CAM", [self.cam_layer]),
-            (("occlusion",), "Occlusion", [self.occ_window, self.occ_stride]),
-        ]
-        self._param_rows = {}
-        for methods, title, widgets in rows:
-            docs = [p.doc for m in methods for p in METHODS[m].params if p.name != "batch_size"]
+        """One row of fields per method form of the method table (`MethodInfo.form_params`),
+        shown only while one of its methods is selected; methods with the same
+        `form_owner` (Grad-CAM, Grad-CAM++) share a row."""
+        self.fields: dict[tuple[str, str], object] = {}
+        self._param_rows: dict[tuple[str, ...], Container] = {}
+        owners: dict[str, list[str]] = {}
+        for method, info in METHODS.items():
+            if info.form_params:
+                owners.setdefault(info.form_owner, []).append(method)
+        for owner, methods in owners.items():
+            widgets = []
+            for param in METHODS[owner].form_params:
+                field_widget = form_field(param)
+                self.fields[(owner, param.name)] = field_widget
+                widgets.append(field_widget)
+            docs = [p.doc for m in methods for p in METHODS[m].form_params]
             box = Container(
                 widgets=widgets,
                 layout="horizontal",
-                label=title,
+                label=METHODS[owner].label,
                 labels=True,
                 tooltip="\n".join(dict.fromkeys(docs)),
             )
             box.margins = (0, 0, 0, 0)
-            self._param_rows[methods] = box
-        self.cam_layer.tooltip = "feature-map layer name; empty = the last convolutional layer"
-        self.occ_window.tooltip = "occluding square in model-input pixels; 0 = automatic"
-        self.occ_stride.tooltip = "step between windows; 0 = window / 2"
+            self._param_rows[tuple(methods)] = box
 
     def _update_params(self, *_) -> None:
         chosen = set(self.methods.value or ())
         for methods, box in self._param_rows.items():
             box.visible = bool(chosen.intersection(methods))
 
+    def field(self, method: str, name: str):
+        """The form field of `method`'s parameter `name` (shared by its form group)."""
+        return self.fields[(METHODS[method].form_owner, name)]
+
     def params_for(self, method: str) -> dict:
-        """The parameters the form gives `method` (engine defaults for the rest)."""
-        if method == "lrp_epsilon":
-            return {"epsilon": float(self.epsilon.value)}
-        if method == "integrated_gradients":
-            return {"steps": int(self.ig_steps.value)}
-        if method == "smoothgrad":
-            return {"samples": int(self.sg_samples.value), "noise": float(self.sg_noise.value)}
-        if method == "lrp_alpha_beta":
-            return {"alpha": float(self.alpha.value), "beta": float(self.beta.value)}
-        if method in ("grad_cam", "grad_cam_pp"):
-            name = self.cam_layer.value.strip()
-            return {"layer": name} if name else {}
-        if method == "occlusion":
-            params = {}
-            if self.occ_window.value:
-                params["window"] = int(self.occ_window.value)
-            if self.occ_stride.value:
-                params["stride"] = int(self.occ_stride.value)
-            return params
-        return {}
+        """The parameters the form gives `method` (engine defaults for the rest); a field
+        left at its "automatic" value (`Param.none_as`) is not passed."""
+        params = {}
+        for param in METHODS[method].form_params:
+            value = form_value(param, self.field(method, param.name))
+            if param.default is None and value == param.none_as:
+                continue
+            params[param.name] = value
+        return params
 
     def _model_path(self) -> Path | None:
         return chosen_model_path(self.model_file)

@@ -12,9 +12,10 @@ def image_plane(layer, viewer=None) -> np.ndarray:
     """The 2-D plane of an Image or Labels layer that the viewer currently shows.
 
     Stacks and time series are reduced to the displayed plane (and the user is told);
-    RGB(A) layers keep their colour axis.
+    RGB(A) layers keep their colour axis. A multiscale layer (an image opened from a
+    batch store) gives its full-resolution level, not the one on screen.
     """
-    data = np.asarray(layer.data)
+    data = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
     spatial = 3 if getattr(layer, "rgb", False) else 2
     leading = data.ndim - spatial
     if leading <= 0:

@@ -6,6 +6,13 @@ cells table, the cell masks and morphology labels, and one layer per attribution
 method (axis 0 = cell, aligned on the image). `napari_get_reader` is the npe2 reader
 that napari calls when a store is opened or dropped on the viewer; it opens the first
 image (by name), or the image whose group was opened (``STORE/images/NAME``).
+
+Every layer's ``metadata["napari_leukemia"]`` names its store (`STORE`), image
+(`STORE_IMAGE`) and role (`ROLE`), so the Batch widget finds and replaces the layers of
+a store image, and never a user's own. The cells layer is a cells layer of the plugin
+(kind ``"cells"``, see `_widgets.selection`), so clicking a cell selects it for the other
+widgets. An npe2 reader can only return layers; the cells table dock is the Batch
+widget's (its "Open store", or any store layers added while it is open).
 """
 
 from __future__ import annotations
@@ -14,14 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import ATTR
+from .. import layer_metadata
+from .store import ATTR, UNREADABLE, StoreError, unreadable_message
 
-SIGNED_COLORMAP = "PiYG"
-POSITIVE_COLORMAP = "inferno"
+STORE = "store"
+STORE_IMAGE = "store_image"
+ROLE = "store_layer"  # "image", "map", "cell masks", "morphology" or "cells"
+CELLS_EDGE_WIDTH = 1.5
 
 
 def _split(path) -> tuple[Path, str | None] | None:
-    """(store folder, image name or None) when `path` is a store or an image in one."""
+    """(store folder, image name or None) when `path` is a store or an image in one.
+
+    A folder whose ``zarr.json`` is not JSON counts as a (damaged) store, so opening
+    it says so instead of "no reader"."""
     path = Path(path)
     if _is_store(path):
         return path, None
@@ -37,15 +50,89 @@ def _is_store(folder: Path) -> bool:
     if not meta.is_file():
         return False
     try:
-        return ATTR in json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
+        attributes = json.loads(meta.read_text()).get("attributes", {})
+    except OSError:
         return False
+    except UNREADABLE:
+        return True  # damaged: `read_store` reports it
+    return isinstance(attributes, dict) and ATTR in attributes
+
+
+def _group(folder: Path, store: Path):
+    """The zarr group at `folder`, or `StoreError` naming `store` when it is damaged."""
+    import zarr
+
+    try:
+        return zarr.open_group(folder, mode="r")
+    except UNREADABLE as error:
+        raise StoreError(unreadable_message(str(store), error)) from None
+
+
+def store_meta(store, image: str, role: str, **fields) -> dict:
+    """The plugin metadata of a layer read from `image` of `store`."""
+    return {STORE: str(store), STORE_IMAGE: image, ROLE: role, **fields}
+
+
+def store_of(layer) -> tuple[str, str] | None:
+    """(store, image) of a layer read from a batch store, else None (a user's layer)."""
+    meta = layer_metadata.read(layer)
+    if STORE not in meta or STORE_IMAGE not in meta:
+        return None
+    return meta[STORE], meta[STORE_IMAGE]
 
 
 def image_names(store) -> list[str]:
     """The image groups of a store, by name (a folder listing: no metadata is read)."""
     folder = Path(store) / "images"
     return sorted(p.name for p in folder.iterdir() if (p / "zarr.json").is_file())
+
+
+def _first_complete(store: Path) -> str:
+    """The first image (by name) that its run finished."""
+    for name in image_names(store):
+        if _group(store / "images" / name, store).attrs.get(ATTR, {}).get("complete"):
+            return name
+    raise StoreError(f"The store {store} holds no finished image yet.")
+
+
+def store_overview(store) -> dict:
+    """The store's ``images`` (one row per finished or failed image) and ``cells``
+    (one row per image x cell) tables, for browsing.
+
+    Read from the image groups themselves, so a store whose run was stopped before it
+    wrote its store-wide tables is browsed all the same (its errors are then unknown).
+    """
+    import fsspec
+    import pandas as pd
+
+    from .tables import read_table
+
+    split = _split(store)
+    if split is None or split[1] is not None:
+        raise StoreError(f"{store} is not a napari-leukemia batch store folder.")
+    store = split[0]
+    _group(store, store)
+    fs = fsspec.filesystem("file")
+    images, cells = [], []
+    for name in image_names(store):
+        info = _group(store / "images" / name, store).attrs.get(ATTR, {})
+        if not info.get("complete"):
+            continue
+        images.append({"image": name, "cells": info.get("n_cells", 0), "error": "",
+                       "source": info.get("source", "")})  # fmt: skip
+        table = read_table(fs, str(store / "images" / name / "tables" / "cells.parquet"))
+        table.insert(0, "image", name)
+        cells.append(table)
+    errors = store / "tables" / "errors.parquet"
+    if errors.is_file():
+        for row in read_table(fs, str(errors)).to_dict("records"):
+            images.append({"image": row["image"], "cells": 0, "error": row["error"],
+                           "source": row["source"]})  # fmt: skip
+    cells = [t for t in cells if len(t)]
+    return {
+        "images": pd.DataFrame(images, columns=["image", "cells", "error", "source"]),
+        "cells": pd.concat(cells, ignore_index=True) if cells else pd.DataFrame(),
+    }
 
 
 def _multiscale(group) -> list:
@@ -59,30 +146,43 @@ def _multiscale(group) -> list:
     return levels
 
 
-def _cells_layer(table, name: str) -> tuple:
-    boxes = [
-        np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], float)
-        for r0, c0, r1, c1 in table[["min_row", "min_col", "max_row", "max_col"]].to_numpy()
-    ]
+def _cells_layer(table, store: Path, name: str) -> tuple:
+    """The cells as the plugin's cells layer (first cell selected), table as features."""
+    from .._widgets.selection import OTHER_EDGE, SELECTED_EDGE, bbox_to_rectangle
+
+    bboxes = table[["min_row", "min_col", "max_row", "max_col"]].to_numpy()
+    boxes = [bbox_to_rectangle(bbox) for bbox in bboxes]
+    features = table.reset_index(drop=True)
+    features["selected"] = np.arange(len(features)) == 0
+    meta = store_meta(store, name, "cells", **{layer_metadata.IMAGE_LAYER: name})
     kwargs = {
         "name": f"{name} cells",
         "shape_type": "rectangle",
-        "edge_color": "#ffe000",
+        "edge_color": [SELECTED_EDGE if s else OTHER_EDGE for s in features["selected"]],
         "face_color": "transparent",
-        "edge_width": 1.5,
-        "features": table.reset_index(drop=True),
+        "edge_width": CELLS_EDGE_WIDTH,
+        "features": features,
         "text": {"string": "{cell}: {class}", "size": 8, "color": "#ffe000"},
+        "metadata": layer_metadata.make(layer_metadata.CELLS, **meta),
     }
     return (boxes, kwargs, "shapes")
 
 
-def _map_layers(group, name: str, cells_table) -> list[tuple]:
+def map_colormaps():
+    """(signed, non-negative) colormaps: the Explain widget's green / yellow ones."""
+    from .._widgets.explain_widget import POSITIVE_COLORMAP, SIGNED_COLORMAP
+
+    return SIGNED_COLORMAP, POSITIVE_COLORMAP
+
+
+def _map_layers(group, store: Path, name: str, cells_table) -> list[tuple]:
     import dask.array as da
 
     from ..explain.methods import method_info
 
     if "maps" not in group:
         return []
+    signed_colormap, positive_colormap = map_colormaps()
     layers = []
     for method, array in sorted(group["maps"].arrays()):
         if array.shape[0] == 0:
@@ -95,12 +195,17 @@ def _map_layers(group, name: str, cells_table) -> list[tuple]:
                 data,
                 {
                     "name": f"{name} {info.label}",
-                    "colormap": SIGNED_COLORMAP if info.signed else POSITIVE_COLORMAP,
+                    "colormap": signed_colormap if info.signed else positive_colormap,
                     "contrast_limits": (-top, top) if info.signed else (0.0, top),
-                    "opacity": 0.7,
+                    "opacity": 1.0,  # as in Explain: the colormap's alpha does the fading
                     "blending": "translucent",
+                    "interpolation2d": "nearest",
                     "visible": not layers,
-                    "metadata": {ATTR: {"method": method, "cells": cells_table["cell"].tolist()}},
+                    "metadata": {
+                        ATTR: store_meta(
+                            store, name, "map", method=method, cells=cells_table["cell"].tolist()
+                        )  # fmt: skip
+                    },
                 },
                 "image",
             )
@@ -117,33 +222,37 @@ def read_store(path, image: str | None = None) -> list[tuple]:
         raise ValueError(f"{path} is not a napari-leukemia batch store.")
     store, from_path = split
     import fsspec
-    import zarr
+
+    _group(store, store)  # a damaged root says so here
 
     name = image or from_path
     if name is None:
-        names = image_names(store)
-        if not names:
-            raise ValueError(f"The store {store} holds no image yet.")
-        name = names[0]
+        name = _first_complete(store)
     elif not (store / "images" / name / "zarr.json").is_file():
         examples = ", ".join(image_names(store)[:3]) or "none"
         raise ValueError(f"The store {store} has no image {name!r}; it has e.g. {examples}.")
-    group = zarr.open_group(store / "images" / name, mode="r")
+    group = _group(store / "images" / name, store)
     info = dict(group.attrs.get(ATTR, {}))
-    meta = {ATTR: {"store": str(store), "image": name, **info}}
+    if not info.get("complete", False):
+        raise StoreError(
+            f"The image {name!r} of the store {store} is half-written (its run was "
+            "interrupted); run the batch again into this store to finish it."
+        )
+    meta = {ATTR: store_meta(store, name, "image", **info)}
     fs = fsspec.filesystem("file")
     cells = read_table(fs, str(store / "images" / name / "tables" / "cells.parquet"))
     levels = _multiscale(group)
     rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
     layers = [(levels, {"name": name, "rgb": rgb, "metadata": meta}, "image")]
-    layers += _map_layers(group, name, cells)
+    layers += _map_layers(group, store, name, cells)
     for label, title in (("cells", "cell masks"), ("morphology", "morphology")):
         if "labels" in group and label in group["labels"]:
             levels = _multiscale(group["labels"][label])
-            layers.append((levels, {"name": f"{name} {title}", "opacity": 0.4,
-                                    "visible": label == "cells"}, "labels"))  # fmt: skip
+            kwargs = {"name": f"{name} {title}", "opacity": 0.4, "visible": label == "cells",
+                      "metadata": {ATTR: store_meta(store, name, title)}}  # fmt: skip
+            layers.append((levels, kwargs, "labels"))
     if len(cells):
-        layers.append(_cells_layer(cells, name))
+        layers.append(_cells_layer(cells, store, name))
     return layers
 
 

@@ -43,6 +43,57 @@ class StoreError(ValueError):
     """The store cannot be used as asked; the message says why and what to do."""
 
 
+#: What a zarr.json that is not JSON, or JSON of the wrong shape, raises in zarr.
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def unreadable_message(url: str, error: Exception) -> str:
+    """The message of a store whose zarr metadata cannot be parsed."""
+    return (
+        f"{url} is not a readable batch store: its zarr metadata is damaged "
+        f"({type(error).__name__}: {error}). Move it away (or choose another output "
+        "folder), or pass --overwrite to replace it."
+    )
+
+
+def open_group(url: str, mode: str = "r"):
+    """The zarr group at `url`; damaged metadata raises `StoreError`, not a JSON error."""
+    import zarr
+
+    try:
+        return zarr.open_group(url, mode=mode)
+    except UNREADABLE as error:
+        raise StoreError(unreadable_message(url, error)) from None
+
+
+def check_writable(url: str) -> None:
+    """Raise `StoreError` when a local store at `url` cannot be created or written.
+
+    Checked before any work so a run does not fail after its first image. The nearest
+    existing folder on the path must be a folder we may write to; other file systems
+    (``memory://``, object stores) are left to fail on their first write.
+    """
+    import os
+    from pathlib import Path
+
+    if "://" in url and not url.startswith("file://"):
+        return
+    path = Path(url.removeprefix("file://")).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise StoreError(
+            f"Cannot create the store at {url}: {existing} is a file, not a folder. "
+            "Choose an output folder elsewhere."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"Cannot write the store at {url}: {existing} is read-only for this user. "
+            "Choose an output folder you may write to."
+        )
+
+
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -102,13 +153,15 @@ class BatchStore:
     # ------------------------------------------------------------------ opening
     @classmethod
     def check(cls, url, run: dict, overwrite: bool = False) -> None:
-        """Raise `StoreError` if `open` would refuse `url`; writes nothing."""
+        """Raise `StoreError` if `open` would refuse `url` or could not write there;
+        writes nothing."""
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(str(url))
-        existing = cls._existing_run(fs, path.rstrip("/"), str(url))
+        existing = cls._existing_run(fs, path.rstrip("/"), str(url), damaged_ok=overwrite)
         if existing is not None and _differs(existing, run) and not overwrite:
             raise StoreError(_mismatch_message(str(url), existing, run))
+        check_writable(str(url))
 
     @classmethod
     def open(cls, url, run: dict, overwrite: bool = False) -> BatchStore:
@@ -124,7 +177,7 @@ class BatchStore:
         fs, path = fsspec.core.url_to_fs(url)
         path = path.rstrip("/")
         try:
-            existing = cls._existing_run(fs, path, url)
+            existing = cls._existing_run(fs, path, url, damaged_ok=overwrite)
             if existing is not None and _differs(existing, run):
                 if not overwrite:
                     raise StoreError(_mismatch_message(url, existing, run))
@@ -146,29 +199,39 @@ class BatchStore:
     def finished(cls, url) -> set[str]:
         """Names of the complete images of the store at `url` (none if there is none)."""
         import fsspec
-        import zarr
 
         fs, path = fsspec.core.url_to_fs(str(url))
-        if not fs.exists(f"{path.rstrip('/')}/images/zarr.json"):
+        path = path.rstrip("/")
+        if not fs.exists(f"{path}/zarr.json"):
             return set()
-        images = zarr.open_group(str(url), mode="r")["images"]
-        return {
-            name
-            for name, group in images.groups()
-            if group.attrs.get(ATTR, {}).get("complete", False)
-        }
+        root = open_group(str(url))  # damaged metadata: StoreError
+        if not fs.exists(f"{path}/images/zarr.json"):
+            return set()
+        try:
+            images = root["images"]
+            return {
+                name
+                for name, group in images.groups()
+                if group.attrs.get(ATTR, {}).get("complete", False)
+            }
+        except UNREADABLE as error:
+            raise StoreError(unreadable_message(str(url), error)) from None
 
     @classmethod
     def attach(cls, url) -> BatchStore:
         """The store at `url`, already opened by `open` (on a worker: no checks)."""
         import fsspec
-        import zarr
 
         fs, path = fsspec.core.url_to_fs(str(url))
-        return cls(str(url), fs, path.rstrip("/"), zarr.open_group(str(url), mode="r+"))
+        return cls(str(url), fs, path.rstrip("/"), open_group(str(url), mode="r+"))
 
     @staticmethod
-    def _existing_run(fs, path: str, url: str) -> dict | None:
+    def _existing_run(fs, path: str, url: str, damaged_ok: bool = False) -> dict | None:
+        """The run fingerprint of the store at `path`, None when there is none yet.
+
+        Raises `StoreError` for a file, a folder of other files, a zarr store of another
+        tool and (unless `damaged_ok`, i.e. the caller will replace it) damaged metadata.
+        """
         if not fs.exists(path):
             return None
         if not fs.isdir(path):
@@ -180,9 +243,12 @@ class BatchStore:
                     "nothing was written. Choose a new or empty folder with --out."
                 )
             return None
-        import zarr
-
-        attrs = zarr.open_group(url, mode="r").attrs.asdict()
+        try:
+            attrs = open_group(url).attrs.asdict()
+        except StoreError:
+            if damaged_ok:
+                return {}  # differs from any run: `open` replaces it
+            raise
         if ATTR not in attrs:
             raise StoreError(
                 f"{url} is a zarr store made by another tool; it was left alone. Choose "

@@ -7,6 +7,7 @@ channels, map the result back onto the image, and say what happened in `notes`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import memo
 from ..roi import RoiTransform
 from .methods import ExplainError, method_info
 
@@ -138,9 +140,7 @@ def _prepare_plugin(image, loaded, bbox, notes, mask=None):
             )
         return x, transform, tuple(int(v) for v in bbox)
     if spec.kind == "cell":
-        from ..cells import detect_cells
-
-        cells = detect_cells(image)
+        cells = memo.detections(image)
         if cells:
             cell = cells[0]
             x, transform = cell_input(image, cell.bbox, spec, full_mask(cell, (rows, cols)))
@@ -271,17 +271,54 @@ class _Item:
     notes: list[str]
 
 
-def _prepare(ctx: _Context, image, bbox, mask=None) -> _Item:
-    notes = ctx.model_notes
+def _prepare(ctx: _Context, image, bbox, mask=None, image_key=None) -> _Item:
+    """The model input of the cell in `bbox` (or the image); `image_key`: the image's
+    `memo.digest` when the caller has it (one digest for all boxes of a batch)."""
     if ctx.plugin:
-        x, transform, used = _prepare_plugin(image, ctx.loaded, bbox, notes, mask)
-        return _Item(x, transform, used, notes)
+        image_key = memo.digest(image) if image_key is None else image_key
+        key = _item_key(ctx, image_key, bbox, mask)
+        item = memo.PREPARED.get(key, lambda: _prepare_item(ctx, image, bbox, mask))[0]
+        return _Item(item.x, item.transform, item.bbox, list(item.notes))
+    notes = ctx.model_notes
     if bbox is not None:
         raise ExplainError(
             "bbox needs a plugin model (LoadedModel) whose metadata says how to cut "
             "a cell ROI; with a plain keras.Model crop the image yourself."
         )
     return _Item(_prepare_plain(image, ctx.graph, notes), None, None, notes)
+
+
+def _prepare_item(ctx: _Context, image, bbox, mask) -> _Item:
+    """A plugin model's input for the cell in `bbox` (or the image), read-only."""
+    notes = ctx.model_notes
+    spec = ctx.loaded.info.input
+    if bbox is not None and mask is None and spec.kind == "cell" and spec.context == "cell":
+        mask = _detected_mask(image, bbox)
+    x, transform, used = _prepare_plugin(image, ctx.loaded, bbox, notes, mask)
+    x = np.asarray(x, dtype=np.float32)
+    x.flags.writeable = False
+    return _Item(x, transform, used, notes)
+
+
+def _detected_mask(image, bbox) -> np.ndarray:
+    """The full-image mask of the detected cell in `bbox`, as `cell_masks` finds it
+    (the detection overlapping the box most), from the remembered detection."""
+    from ..model.cell_context import best_overlap
+
+    return best_overlap(memo.detected_masks(image), bbox, np.shape(image))
+
+
+def _item_key(ctx: _Context, image_key, bbox, mask) -> tuple | None:
+    """What a prepared input depends on, or None when it cannot be told (not kept)."""
+    if image_key is None:
+        return None
+    try:
+        box = None if bbox is None else tuple(float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return None
+    mask_key = None if mask is None else memo.digest(np.asarray(mask))
+    spec = dataclasses.astuple(ctx.loaded.info.input)
+    return ("item", image_key, box, mask_key, spec, tuple(ctx.model_notes))
 
 
 def _prepare_roi(ctx: _Context, roi) -> _Item:
@@ -408,7 +445,8 @@ def explain_full(image, method: str, model=None, target=None, *, bbox=None, **pa
         items = [_prepare_roi(ctx, roi) for roi in stack]
     else:
         masks = masks or [None] * len(boxes)
-        items = [_prepare(ctx, image, box, m) for box, m in zip(boxes, masks, strict=True)]
+        key = memo.digest(image) if ctx.plugin else None
+        items = [_prepare(ctx, image, box, m, key) for box, m in zip(boxes, masks, strict=True)]
     return _run(ctx, method, items, _targets(target, len(items), ctx), values)
 
 

@@ -107,6 +107,8 @@ class MethodInfo:
     runner : the key of the runner that computes it (`explain.runners.RUNNERS`).
     empty_reason : why this method's map can come out all zero (told to the user).
     joint_check : a check involving several parameters (values dict -> None or raise).
+    form_group : the method whose parameter form this one shares (Grad-CAM++ uses
+        Grad-CAM's layer field; "" = its own form). Shared forms have the same fields.
     """
 
     id: str
@@ -119,9 +121,15 @@ class MethodInfo:
     runner: str = ""
     empty_reason: str = "the explained logit has no gradient or relevance reaching the input here"
     joint_check: Callable | None = field(default=None, compare=False, repr=False)
+    form_group: str = ""
 
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
+
+    @property
+    def form_owner(self) -> str:
+        """The id of the method whose form shows this method's parameters."""
+        return self.form_group or self.id
 
     @property
     def form_params(self) -> tuple[Param, ...]:
@@ -406,6 +414,7 @@ METHODS: dict[str, MethodInfo] = {
             "Grad-CAM with pixel-wise weights of positive gradients (closed form, exp score).",
             runner="cam",
             empty_reason="no feature map has a positive gradient",
+            form_group="grad_cam",
         ),
         MethodInfo(
             "occlusion",

@@ -33,8 +33,9 @@ def cell_masks(image: np.ndarray, bboxes, masks=None) -> list[np.ndarray]:
 
     `masks` are the cells' own full-image masks when known (the cells of
     `detect_cells`). Otherwise the detector runs once on the whole field, as it does
-    for training, and the detection that overlaps a box most is its cell; a box with no
-    detection in it stands for itself.
+    for training (remembered for the last few images, `napari_leukemia.memo`), and the
+    detection that overlaps a box most is its cell; a box with no detection in it stands
+    for itself.
     """
     masks = [None] * len(bboxes) if masks is None else list(masks)
     found = None
@@ -42,12 +43,26 @@ def cell_masks(image: np.ndarray, bboxes, masks=None) -> list[np.ndarray]:
     for bbox, mask in zip(bboxes, masks, strict=True):
         if mask is None:
             if found is None:
-                from ..cells import detect_cells
+                from ..memo import detected_masks
 
-                found = [full_mask(c, np.shape(image)) for c in detect_cells(image)]
-            mask = _best_overlap(found, bbox, np.shape(image))
-        grown.append(isotropic_dilation(np.asarray(mask, bool), GROW_PX))
+                found = detected_masks(image)
+            mask = best_overlap(found, bbox, np.shape(image))
+        grown.append(_grown(np.asarray(mask, bool)))
     return grown
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """`mask` dilated by `GROW_PX`, computed only around its pixels (the same result as
+    dilating the whole image, a few times faster on a field)."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    out = np.zeros(mask.shape, bool)
+    if rows.size == 0:
+        return out
+    pad = GROW_PX + 1
+    top, left = max(rows[0] - pad, 0), max(cols[0] - pad, 0)
+    bottom, right = min(rows[-1] + pad + 1, mask.shape[0]), min(cols[-1] + pad + 1, mask.shape[1])
+    out[top:bottom, left:right] = isotropic_dilation(mask[top:bottom, left:right], GROW_PX)
+    return out
 
 
 def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None) -> list:
@@ -87,7 +102,7 @@ def full_mask(cell, shape) -> np.ndarray:
     return out
 
 
-def _best_overlap(found: list, bbox, shape) -> np.ndarray:
+def best_overlap(found: list, bbox, shape) -> np.ndarray:
     """The mask in `found` with most pixels inside `bbox`, or the box itself."""
     r0, c0, r1, c1 = (int(v) for v in bbox)
     overlaps = [int(m[max(r0, 0) : r1, max(c0, 0) : c1].sum()) for m in found]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from pathlib import Path
 
@@ -68,6 +68,32 @@ class LoadedModel:
 
         return predict(self.keras_model, batch)
 
+    @cached_property
+    def ood(self):
+        """The fitted OOD score (`model.ood.OodModel`), or None when the model has none."""
+        from .ood import OodModel
+
+        return OodModel.from_dict(self.info.ood) if self.info.ood else None
+
+    @property
+    def temperature(self) -> float:
+        return float(self.info.calibration.get("temperature", 1.0))
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The probabilities a call reports and each input's OOD score (None if no fit).
+
+        A model whose metadata has a temperature reports softmax(logits / T)
+        (`model.calibration`); features and logits come from one compiled pass.
+        """
+        if self.ood is None and not self.info.calibration:
+            return self.predict(batch), None
+        from .calibration import softmax
+        from .ood import features_and_logits
+
+        features, logits = features_and_logits(self.keras_model, batch)
+        probabilities = softmax(logits, self.temperature).astype(np.float32)
+        return probabilities, None if self.ood is None else self.ood.scores(features)
+
 
 @dataclass
 class Classification:
@@ -85,6 +111,17 @@ class Classification:
     cell_probabilities: np.ndarray | None = None
     cell_bboxes: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    cell_ood_scores: np.ndarray | None = None
+
+    @property
+    def unfamiliar(self) -> bool | None:
+        """The input is unlike the training cells (OOD score above the model's
+        threshold; for a field, any of its cells); None when the model has no score."""
+        if self.ood_score is None or self.ood_threshold is None:
+            return None
+        return bool(self.ood_score > self.ood_threshold)
 
     @property
     def malignant(self) -> bool | None:
@@ -102,12 +139,22 @@ class Classification:
             "malignant": self.malignant,
             "kind": self.kind,
             "n_cells": len(self.cell_bboxes),
+            "ood_score": self.ood_score,
+            "ood_threshold": self.ood_threshold,
+            "unfamiliar": self.unfamiliar,
             "notes": list(self.notes),
         }
         if self.cell_bboxes:
+            scores = self.cell_ood_scores
             out["cells"] = [
-                {"bbox": [int(v) for v in b], "probabilities": [float(p) for p in probs]}
-                for b, probs in zip(self.cell_bboxes, self.cell_probabilities, strict=True)
+                {
+                    "bbox": [int(v) for v in b],
+                    "probabilities": [float(p) for p in probs],
+                    "ood_score": None if scores is None else float(scores[i]),
+                }
+                for i, (b, probs) in enumerate(
+                    zip(self.cell_bboxes, self.cell_probabilities, strict=True)
+                )
             ]
         return out
 
@@ -269,7 +316,7 @@ def classify(
             f"The image ({image.shape[0]}x{image.shape[1]}) was resized to the model's "
             f"input {spec.size[0]}x{spec.size[1]}."
         )
-    probabilities = loaded.predict(batch)
+    probabilities, scores = loaded.outputs(batch)
     mean = probabilities.mean(axis=0)
     return Classification(
         class_name=called_class(mean, loaded.class_names, loaded.info.benign_classes),
@@ -278,7 +325,8 @@ def classify(
         kind=kind,
         cell_probabilities=probabilities if cells else None,
         cell_bboxes=[c.bbox for c in cells],
-        notes=notes,
+        notes=notes + _unfamiliar_notes(loaded, scores),
+        **_ood_fields(loaded, scores, bool(cells)),
     )
 
 
@@ -290,16 +338,52 @@ def _check_whole_image_size(image, bbox, max_pixels) -> None:
 
 def _cell_results(loaded: LoadedModel, batch: np.ndarray, notes: list[list[str]]) -> list:
     """One Classification of kind "cell" per prepared input, from one batched pass."""
-    probabilities = loaded.predict(batch) if len(batch) else []
+    probabilities, scores = loaded.outputs(batch) if len(batch) else ([], None)
     return [
         Classification(
             class_name=called_class(p, loaded.class_names, loaded.info.benign_classes),
             probabilities={n: float(v) for n, v in zip(loaded.class_names, p, strict=True)},
             malignant_probability=_malignant(p, loaded.info, cell_notes),
             kind="cell",
-            notes=cell_notes,
+            notes=cell_notes
+            + _unfamiliar_notes(loaded, None if scores is None else scores[i : i + 1]),
+            **_ood_fields(loaded, None if scores is None else scores[i : i + 1], False),
         )
-        for p, cell_notes in zip(probabilities, notes, strict=True)
+        for i, (p, cell_notes) in enumerate(zip(probabilities, notes, strict=True))
+    ]
+
+
+#: What a call says when its input is unlike the training cells.
+UNFAMILIAR_NOTE = (
+    "This cell is unlike the cells the model was trained on (OOD score {score:.0f} above "
+    "the threshold {threshold:.0f}, which 1 in 100 training-like cells pass): treat the "
+    "call as unreliable, whatever its probability."
+)
+
+
+def _ood_fields(loaded: LoadedModel, scores, field_of_cells: bool) -> dict:
+    """The OOD fields of a Classification: for a field of cells, its most unusual cell."""
+    if scores is None or len(scores) == 0:
+        return {}
+    return {
+        "ood_score": float(np.max(scores)),
+        "ood_threshold": float(loaded.ood.threshold),
+        "cell_ood_scores": np.asarray(scores, float) if field_of_cells else None,
+    }
+
+
+def _unfamiliar_notes(loaded: LoadedModel, scores) -> list[str]:
+    if scores is None or len(scores) == 0:
+        return []
+    threshold = loaded.ood.threshold
+    flagged = int(np.sum(np.asarray(scores) > threshold))
+    if not flagged:
+        return []
+    if len(scores) == 1:
+        return [UNFAMILIAR_NOTE.format(score=float(scores[0]), threshold=threshold)]
+    return [
+        f"{flagged} of the {len(scores)} cells are unlike the cells the model was trained "
+        f"on (OOD score above {threshold:.0f}): treat their share of the call as unreliable."
     ]
 
 

@@ -59,6 +59,9 @@ class ModelInfo:
     metrics: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     command: str = ""
+    training: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
     sha256: str = ""
     notes: list[str] = field(default_factory=list)
 

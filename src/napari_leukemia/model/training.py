@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,21 @@ class Arrays:
     field: np.ndarray
 
 
+@dataclass
+class Recipe:
+    """How a model is trained beyond its architecture (recorded in its metadata).
+
+    stain_jitter: strength of the random stain (HED) jitter, 0 = off (`augment`).
+    focus_penalty: weight of the penalty on input gradients outside the cell, 0 = off;
+    cell-only models only (`focus_penalty`). init: a saved model of the same
+    architecture and split to start from (fine-tuning) instead of random weights.
+    """
+
+    stain_jitter: float = 0.0
+    focus_penalty: float = 0.0
+    init: str | None = None
+
+
 def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec) -> Arrays:
     """Prepare the model inputs of the images at `indices` (all cells of each field)."""
     from ..images import read_image
@@ -50,40 +65,30 @@ def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec) -> Arrays:
     return Arrays(np.concatenate(xs).astype(np.float32), np.asarray(ys), np.asarray(fields))
 
 
-def augmenter(channels: int, seed: int):
-    """A Keras pipeline of random augmentations for [0, 1] images."""
-    keras = keras_module()
-    layers = keras.layers
-    steps = [
-        layers.RandomFlip("horizontal_and_vertical", seed=seed),
-        layers.RandomZoom((-0.2, 0.2), fill_mode="reflect", seed=seed),
-        layers.RandomShear(x_factor=0.15, y_factor=0.15, fill_mode="reflect", seed=seed),
-        layers.RandomBrightness(0.1, value_range=(0.0, 1.0), seed=seed),
-        layers.RandomContrast(0.15, seed=seed),
-    ]
-    if channels == 3:
-        steps += [
-            layers.RandomHue(0.04, value_range=(0.0, 1.0), seed=seed),
-            layers.RandomSaturation((0.4, 0.6), value_range=(0.0, 1.0), seed=seed),
-        ]
-    steps.append(layers.GaussianNoise(0.02, seed=seed))
-    return keras.Sequential(steps, name="augment")
-
-
-def _tf_dataset(arrays: Arrays, batch_size: int, augment=None, seed: int = 0):
+def _tf_dataset(arrays: Arrays, batch_size: int, recipe: Recipe | None = None, seed: int = 0):
+    """Batches of (images, labels); augmented when a `recipe` is given. With a focus
+    penalty the inputs are (images, outside-the-cell mask) pairs."""
     import tensorflow as tf
 
+    from . import augment
+
     data = tf.data.Dataset.from_tensor_slices((arrays.x, arrays.y))
-    if augment is not None:
+    if recipe is not None:
         data = data.shuffle(len(arrays.y), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size)
-    if augment is not None:
+    focus = recipe is not None and recipe.focus_penalty > 0
+    if recipe is not None:
+        geometry = augment.geometric(seed)
+        colour = augment.photometric(arrays.x.shape[-1], seed)
 
         def apply(images, labels):
             k = tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed)
-            images = tf.image.rot90(images, k)
-            images = tf.clip_by_value(augment(images, training=True), 0.0, 1.0)
-            return images, labels
+            images = geometry(tf.image.rot90(images, k), training=True)
+            outside = augment.outside_cell(images)
+            if recipe.stain_jitter > 0 and images.shape[-1] == 3:
+                images = augment.stain_jitter(images, recipe.stain_jitter, seed)
+            images = tf.clip_by_value(colour(images, training=True), 0.0, 1.0)
+            return ((images, outside), labels) if focus else (images, labels)
 
         data = data.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
@@ -187,27 +192,67 @@ def _load_inputs(data, parts: dict, spec) -> dict:
     return arrays
 
 
-def _compiled_model(arch: str, n_classes: int, spec):
+def _compiled_model(arch: str, n_classes: int, spec, recipe: Recipe):
+    """The model to train (fresh, or `recipe.init`'s weights) and what `fit` runs: the
+    model itself, or its focus-penalty trainer."""
     keras = keras_module()
     model = architectures.build(arch, n_classes=n_classes, input_shape=spec.shape)
-    model.compile(
-        optimizer=keras.optimizers.Adam(architectures.learning_rate(arch)),
+    if recipe.init:
+        model.set_weights(keras.models.load_model(recipe.init, compile=False).get_weights())
+    fitted = model
+    if recipe.focus_penalty > 0:
+        from .focus_penalty import focus_trainer
+
+        fitted = focus_trainer(model, recipe.focus_penalty)
+    rate = architectures.learning_rate(arch) * (0.3 if recipe.init else 1.0)
+    fitted.compile(
+        optimizer=keras.optimizers.Adam(rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
+    return model, fitted
+
+
+def check_recipe(recipe: Recipe, arch: str, spec, split: dict) -> None:
+    """Refuse a recipe that cannot apply: a focus penalty needs a cell-only input, and a
+    start model must be of the same architecture and trained on the same split (else
+    this run's test images may have been its training images)."""
+    for name in ("stain_jitter", "focus_penalty"):
+        value = getattr(recipe, name)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"The {name.replace('_', ' ')} must be 0 or more, got {value!r}.")
+    if recipe.focus_penalty > 0 and spec.context != "cell":
+        raise ValueError(
+            f"A focus penalty needs a model that reads the cell alone; {arch!r} sees the "
+            "cell's surroundings. Use --arch default-cell."
+        )
+    if recipe.init:
+        from .metadata import read_info
+
+        info = read_info(recipe.init)
+        if info is None or info.architecture != arch:
+            found = "no metadata" if info is None else f"architecture {info.architecture!r}"
+            raise ValueError(
+                f"The start model {recipe.init} has {found}; it must be a {arch!r} model."
+            )
+        theirs = {k: info.data.get("split", {}).get(k) for k in ("train", "val", "test")}
+        if theirs != split:
+            raise ValueError(
+                f"The start model {recipe.init} was trained on another split of the data; "
+                "fine-tuning it would let this run's test images leak into training. Use "
+                "the same data folder and --seed."
+            )
 
 
 def _fit(model, arrays: dict, spec, options: dict):
     """Fit with the best-weights callback; returns (callback, interrupted)."""
-    n_classes = model.output_shape[-1]
-    counts = np.bincount(arrays["train"].y, minlength=n_classes)
+    counts = np.bincount(arrays["train"].y, minlength=options["n_classes"])
     class_weight = {
         i: len(arrays["train"].y) / (len(counts) * max(c, 1)) for i, c in enumerate(counts)
     }
     keep, callbacks = _callbacks(options["patience"], options["max_minutes"])
     seed, batch_size = options["seed"], options["batch_size"]
-    train_data = _tf_dataset(arrays["train"], batch_size, augmenter(spec.channels, seed), seed)
+    train_data = _tf_dataset(arrays["train"], batch_size, options["recipe"], seed)
     try:
         model.fit(
             train_data,
@@ -258,6 +303,16 @@ def _metrics(model, arrays: dict, parts: dict, data, spec) -> dict:
                 arrays[part].y, cell_probs, data.class_names, ["Benign"]
             )
     return metrics
+
+
+def _reliability(model, arrays: dict, spec) -> tuple[dict, dict]:
+    """The OOD score and temperature of a cell model (`reliability`); none for fields."""
+    from . import reliability
+    from .ood import has_logits_layer
+
+    if spec.kind != "cell" or not has_logits_layer(model):
+        return {}, {}
+    return reliability.fit_on(model, {k: (v.x, v.y) for k, v in arrays.items()})
 
 
 def _command() -> str:
@@ -317,27 +372,40 @@ def train(
     max_minutes: float | None = 40.0,
     max_images: int | None = None,
     overwrite: bool = False,
+    recipe: Recipe | None = None,
 ) -> ModelInfo:
     """Train `arch` on `data_dir`, save ``out`` (.keras) and ``out`` .json; return the info.
 
-    Raises `NothingSaved` (and changes no file) when no epoch finished, e.g. on Ctrl+C
-    during the first one.
+    `recipe`: stain jitter, focus penalty, start model (see `Recipe`). Raises
+    `NothingSaved` (and changes no file) when no epoch finished, e.g. on Ctrl+C during
+    the first one.
     """
+    recipe = recipe or Recipe()
     out = Path(out)
     check_request(out, epochs, batch_size, overwrite)
     spec = architectures.input_spec(arch)
     started = time.monotonic()
     data = scan_classes(data_dir)
     parts = _subsample(dataset.split(data, seed=seed), max_images, seed)
+    check_recipe(
+        recipe, arch, spec, {k: [data.paths[i].name for i in v] for k, v in parts.items()}
+    )
     arrays = _load_inputs(data, parts, spec)
     keras_module().utils.set_random_seed(seed)
-    model = _compiled_model(arch, len(data.class_names), spec)
+    model, fitted = _compiled_model(arch, len(data.class_names), spec, recipe)
     options = dict(
-        epochs=epochs, batch_size=batch_size, patience=patience, seed=seed, max_minutes=max_minutes
+        epochs=epochs,
+        batch_size=batch_size,
+        patience=patience,
+        seed=seed,
+        max_minutes=max_minutes,
+        recipe=recipe,
+        n_classes=len(data.class_names),
     )
-    keep, interrupted = _fit(model, arrays, spec, options)
-    _restore_best(model, keep, interrupted, out)
+    keep, interrupted = _fit(fitted, arrays, spec, options)
+    _restore_best(fitted, keep, interrupted, out)
     metrics = _metrics(model, arrays, parts, data, spec)
+    ood_fit, calibration_fit = _reliability(model, arrays, spec)
     minutes = (time.monotonic() - started) / 60
     info = ModelInfo(
         class_names=list(data.class_names),
@@ -345,8 +413,11 @@ def train(
         architecture=arch,
         data=_data_info(data_dir, data, parts, arrays, seed),
         metrics=metrics,
-        history=_history(model, keep, interrupted, minutes),
+        history=_history(fitted, keep, interrupted, minutes),
         command=_command(),
+        training=asdict(recipe),
+        ood=ood_fit,
+        calibration=calibration_fit,
     )
     save_model(model, out, info, overwrite)
     test = metrics["test"]
