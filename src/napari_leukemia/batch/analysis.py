@@ -3,7 +3,8 @@
 `analyse` writes nothing. `analyse_into` also writes the result into the store (the
 image's own group, marked complete last), so workers write in parallel and only a small
 summary travels back. The model is loaded once per worker process (`load_model` caches
-it), then reused for every image the worker gets.
+it), then reused for every image the worker gets. Images above `Job.max_pixels` take the
+tiled path of `whole_slide` (read lazily, never whole) and are written by `lazy_store`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..tiles import LARGE_PIXELS
+
 
 @dataclass(frozen=True)
 class Job:
@@ -28,6 +31,7 @@ class Job:
     params: dict = field(default_factory=dict)  # method -> resolved parameters
     model: str | None = None  # None: the bundled model
     labels: str | None = None  # label file of this image, if any
+    max_pixels: int | None = LARGE_PIXELS  # above this: the tiled whole-slide path
 
 
 def _cells_table(cells, classifications, class_names) -> pd.DataFrame:
@@ -107,13 +111,17 @@ def analyse(job: Job) -> dict:
     from ..cells import cells_to_labels, detect_cells
     from ..images import ImageError, read_image
     from ..model.classify import classify, load_model
+    from ..tiles import image_shape, is_large
 
     start = time.perf_counter()
     base = {"source": job.source, "name": job.name}
     try:
-        image = read_image(job.source)
+        large = is_large(job.source, job.max_pixels)
+        shape = image_shape(job.source) if large else None
+        image = None if large else read_image(job.source)
     except (ImageError, OSError) as error:
         return {**base, "error": str(error)}
+    shape = image.shape if image is not None else shape
     labels, names = None, {}
     if job.labels is not None:
         from ..labels import load_labels
@@ -122,13 +130,20 @@ def analyse(job: Job) -> dict:
             labels, names = load_labels(job.labels)
         except (ValueError, OSError) as error:
             return {**base, "error": f"labels {Path(job.labels).name}: {error}"}
-        if labels.shape != image.shape[:2]:
+        if labels.shape != tuple(shape[:2]):
             return {
                 **base,
                 "error": f"labels {Path(job.labels).name} have shape {labels.shape}, the "
-                f"image {image.shape[:2]}; they must cover the same pixels.",
+                f"image {tuple(shape[:2])}; they must cover the same pixels.",
             }
     model = load_model(job.model)
+    if large:
+        from .whole_slide import analyse_whole_slide
+
+        try:
+            return analyse_whole_slide(job, model, labels, names)
+        except (ImageError, OSError, ValueError) as error:
+            return {**base, "error": str(error)}
     try:
         cells = detect_cells(image)
         results = classify(image, model, bbox=list(cells)) if cells else []
@@ -158,8 +173,24 @@ def analyse_into(job: Job, store_url: str) -> dict:
 
     result = analyse(job)
     if not result.get("error"):
-        BatchStore.attach(store_url).write_image_result(result)
+        write_result(BatchStore.attach(store_url), result)
     return summary_of(result)
+
+
+def write_result(store, result: dict) -> None:
+    """Write an `analyse` result into an open `BatchStore` (whole slides chunk-wise)."""
+    import dask
+
+    # ome-zarr writes through dask, whose default on a worker is the cluster itself: the
+    # arrays would travel to the scheduler as a task graph ("Sending large graph ..."
+    # for a 2k image). They are written here, in this process.
+    with dask.config.set(scheduler="synchronous"):
+        if result.get("whole_slide"):
+            from .lazy_store import write_whole_slide
+
+            write_whole_slide(store, result)
+        else:
+            store.write_image_result(result)
 
 
 def summary_of(result: dict) -> dict:

@@ -170,7 +170,7 @@ def _cells_layer(table, store: Path, name: str) -> tuple:
 
 def map_colormaps():
     """(signed, non-negative) colormaps: the Explain widget's green / yellow ones."""
-    from .._widgets.explain_widget import POSITIVE_COLORMAP, SIGNED_COLORMAP
+    from .._widgets.colormaps import POSITIVE_COLORMAP, SIGNED_COLORMAP
 
     return SIGNED_COLORMAP, POSITIVE_COLORMAP
 

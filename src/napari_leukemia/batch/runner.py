@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import Job, analyse, analyse_into, summary_of
+from ..tiles import LARGE_PIXELS
+from .analysis import Job, analyse, analyse_into, summary_of, write_result
 from .cluster import ClusterError, dask_client
 from .inputs import collect_inputs
 from .progress import Progress
@@ -79,6 +80,10 @@ def _label_files(paths: list[Path], labels_dir) -> dict[Path, Path]:
     return found
 
 
+def _label_of(path: Path, labels: dict) -> str | None:
+    return str(labels[path]) if path in labels else None
+
+
 def _store_url(out) -> str:
     """A URL every worker process resolves alike: local paths made absolute."""
     text = str(out)
@@ -119,11 +124,15 @@ def run_batch(
     overwrite: bool = False,
     progress: bool = True,
     connect_timeout: float = 5.0,
+    max_pixels: int | None = LARGE_PIXELS,
 ) -> BatchReport:
     """Detect, classify, explain (and quantify) every input image into one store.
 
     Re-running with the same settings skips finished images; see `store` for the
     layout. Unreadable images go to ``tables/errors.parquet`` and the run goes on.
+    Images of more than `max_pixels` pixels (rows x cols; None: no limit) are read
+    lazily and analysed tile by tile (`whole_slide`; maps kept per cell on the model
+    input, see `lazy_store`).
     """
     paths = collect_inputs(inputs)
     methods = tuple(methods)
@@ -134,7 +143,7 @@ def run_batch(
     done = set() if overwrite else BatchStore.finished(out)
     model = None if model is None else str(Path(model).expanduser().resolve())
     jobs = [
-        Job(str(p), n, methods, params, model, str(labels[p]) if p in labels else None)
+        Job(str(p), n, methods, params, model, _label_of(p, labels), max_pixels)
         for p, n in zip(paths, _names(paths), strict=True)
         if n not in done
     ]
@@ -176,7 +185,7 @@ def _compute(client, jobs, store, report, progress) -> list[dict]:
                 result = _result(future, job)
                 future.release()
                 if in_process and not result.get("error"):
-                    store.write_image_result(result)
+                    write_result(store, result)
                     result = summary_of(result)
                 if result.get("error"):
                     errors.append({"image": job.name, "source": job.source,

@@ -58,12 +58,15 @@ def _matrices():
 
 
 def to_hed(images):
-    """RGB in [0, 1] → stain densities, as `skimage.color.rgb2hed` computes them."""
+    """RGB in [0, 1] → stain densities, as `skimage.color.rgb2hed` computes them but
+    without clipping negative densities to 0, so that `from_hed(to_hed(x))` is `x`
+    (skimage's clip changes colours outside the three stains' cone, e.g. pale pinks, by
+    up to a quarter of the range: a colour shift of its own that jitter must not add)."""
     import tensorflow as tf
 
     hed_from_rgb, _ = _matrices()
     density = tf.math.log(tf.maximum(images, _OD_FLOOR)) / np.log(_OD_FLOOR).astype(np.float32)
-    return tf.maximum(tf.linalg.matmul(density, hed_from_rgb), 0.0)
+    return tf.linalg.matmul(density, hed_from_rgb)
 
 
 def from_hed(stains):
