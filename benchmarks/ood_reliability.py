@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
     def add(kind, image, boxes, masks=None):
         batch = cell_inputs(image, boxes, model.info.input, masks)[0]
-        sets[kind].append(features_and_logits(model.keras_model, batch))
+        sets[kind].append(features_and_logits(model.keras_model, batch, model.ood.layers))
 
     data = scan(args.data / "all4", class_names=model.class_names)
     test = set(model.info.data["split"]["test"])

@@ -260,6 +260,11 @@ def test_classify_widget_in_a_viewer(make_napari_viewer, qtbot):
     assert cells.features.loc[0, "class"] == record["class"]
     assert set(widget.bars) == set(record["probabilities"])
     assert record["class"] in widget.call.value
+    # the call says whether the cell is like the training cells (the bundled model's OOD)
+    call = classify(smear.image, bbox=detect_cells(smear.image)[0])
+    expected = "Unlike the cells" if call.unfamiliar else "Like the training cells"
+    assert expected in widget.call.value and f"{call.ood_score:.0f}" in widget.call.value
+    assert cells.features.loc[0, "OOD score"] == round(call.ood_score, 1)
 
 
 @pytest.mark.parametrize("shape", [(224, 224, 3), (301, 199, 3), (120, 77), (1000, 900, 3)])

@@ -27,7 +27,7 @@ def test_mahalanobis_score_is_the_distance_to_the_nearest_class_mean():
     by_hand = np.min(
         [[(x - m) @ scorer.precision @ (x - m) for m in scorer.means] for x in point], axis=1
     )
-    np.testing.assert_allclose(scorer.scores(point), by_hand, rtol=1e-12)
+    np.testing.assert_allclose(scorer.scores(point), by_hand, rtol=1e-10)
     # a point far from every class is scored far above the threshold, a class mean at 0
     far = scorer.scores(np.full((1, features.shape[1]), 40.0))[0]
     assert far > 10 * scorer.threshold
@@ -84,7 +84,7 @@ def test_bundled_model_reports_an_ood_score_and_calibrated_probabilities():
     from napari_leukemia.model.ood import features_and_logits
 
     batch = cell_inputs(image, boxes, model.info.input)[0]
-    _, logits = features_and_logits(model.keras_model, batch)
+    _, logits = features_and_logits(model.keras_model, batch, model.ood.layers)
     expected = calibration.softmax(logits, model.temperature)
     got = np.array([list(c.probabilities.values()) for c in cells])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -50,7 +50,7 @@ def record_result(result, image_layer, cell: selection.SelectedCell | None) -> d
 
     The image layer's ``metadata["napari_leukemia"]["classification"]`` gets the last
     result; a classified cell also gets ``class`` and one ``P(<class>)`` column per
-    class in its cells layer's ``features``.
+    class in its cells layer's ``features`` (and ``OOD score`` when the model has one).
     """
     record = {**result.as_dict(), "cell": None if cell is None else cell.cell_id}
     layer_metadata.update(image_layer, classification=record)
@@ -64,6 +64,10 @@ def record_result(result, image_layer, cell: selection.SelectedCell | None) -> d
             if column not in features:
                 features[column] = float("nan")
             features.loc[cell.index, column] = round(probability, 4)
+        if result.ood_score is not None:
+            if "OOD score" not in features:
+                features["OOD score"] = float("nan")
+            features.loc[cell.index, "OOD score"] = round(result.ood_score, 1)
         cell.cells_layer.features = features
     return record
 

@@ -90,7 +90,8 @@ class LoadedModel:
         from .calibration import softmax
         from .ood import features_and_logits
 
-        features, logits = features_and_logits(self.keras_model, batch)
+        layers = self.ood.layers if self.ood is not None else ()
+        features, logits = features_and_logits(self.keras_model, batch, layers)
         probabilities = softmax(logits, self.temperature).astype(np.float32)
         return probabilities, None if self.ood is None else self.ood.scores(features)
 

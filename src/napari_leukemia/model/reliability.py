@@ -18,9 +18,10 @@ from . import calibration, ood
 
 def fit_on(keras_model, parts: dict) -> tuple[dict, dict]:
     """(ood, calibration) metadata from `parts` {"train"|"val"|"test": (inputs, labels)}."""
-    outputs = {k: ood.features_and_logits(keras_model, x) for k, (x, _) in parts.items()}
+    layers = ood.feature_layers(keras_model)
+    outputs = {k: ood.features_and_logits(keras_model, x, layers) for k, (x, _) in parts.items()}
     labels = {k: np.asarray(y) for k, (_, y) in parts.items()}
-    scorer = ood.fit(outputs["train"][0], labels["train"], outputs["val"][0])
+    scorer = ood.fit(outputs["train"][0], labels["train"], outputs["val"][0], layers)
     flagged = {
         k: float(np.mean(scorer.scores(outputs[k][0]) > scorer.threshold)) for k in ("val", "test")
     }
