@@ -50,10 +50,22 @@ def _cells_table(cells, classifications, class_names) -> pd.DataFrame:
             "malignant_probability": float(result.malignant_probability),
         }
         row.update({f"P({n})": float(result.probabilities[n]) for n in class_names})
+        row.update(_ood_columns(result))
         rows.append(row)
     columns = ["cell", "min_row", "min_col", "max_row", "max_col", "score", "area", "class"]
     columns += ["malignant_probability"] + [f"P({n})" for n in class_names]
+    columns += ["ood_score", "unfamiliar"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _ood_columns(result) -> dict:
+    """The cell's OOD score and whether it passes the model's threshold; NaN and None
+    when the model has no OOD fit (so one store's tables keep the same columns)."""
+    score = getattr(result, "ood_score", None)
+    return {
+        "ood_score": np.nan if score is None else float(score),
+        "unfamiliar": getattr(result, "unfamiliar", None),
+    }
 
 
 def _explain_cells(image, cells, job: Job, model):

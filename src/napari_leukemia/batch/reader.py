@@ -3,7 +3,8 @@
 `read_store(path, image)` returns napari layer-data tuples (no Qt, no viewer): the
 image (multiscale, dask arrays), the cells as a Shapes layer whose features are the
 cells table, the cell masks and morphology labels, and one layer per attribution
-method (axis 0 = cell, aligned on the image). `napari_get_reader` is the npe2 reader
+method (axis 0 = cell, aligned on the image; see `_pasted_pyramid` for the maps of a
+whole slide, kept on the model input). `napari_get_reader` is the npe2 reader
 that napari calls when a store is opened or dropped on the viewer; it opens the first
 image (by name), or the image whose group was opened (``STORE/images/NAME``).
 
@@ -28,6 +29,8 @@ STORE = "store"
 STORE_IMAGE = "store_image"
 ROLE = "store_layer"  # "image", "map", "cell masks", "morphology" or "cells"
 CELLS_EDGE_WIDTH = 1.5
+#: Chunk side of the maps pasted on the image grid: one chunk is computed per view tile.
+PASTE_CHUNK = 512
 
 
 def _split(path) -> tuple[Path, str | None] | None:
@@ -175,20 +178,76 @@ def map_colormaps():
     return SIGNED_COLORMAP, POSITIVE_COLORMAP
 
 
-def _map_layers(group, store: Path, name: str, cells_table) -> list[tuple]:
+def _level_window(transform, factor: float, size: tuple[int, int]):
+    """(top, left, height, width) of a cell's ROI window on a pyramid level `factor`
+    times coarser than the image, in that level's whole pixels."""
+    scale = [s / factor for s in transform.scale]
+    top, left = (int(round(o / factor)) for o in transform.origin)
+    height, width = (max(1, int(round(s * n))) for s, n in zip(scale, size, strict=True))
+    return top, left, height, width, scale
+
+
+def _paste_block(block, maps, transforms, factor, block_info=None):
+    """One (cell, rows, cols) chunk of the pasted maps: `explain.api.map_to_image` of the
+    cells' model-input maps, on just this chunk (zero where no ROI window reaches)."""
+    from ..explain.api import map_to_image
+    from ..roi import RoiTransform
+
+    (c0, c1), (r0, r1), (q0, q1) = block_info[0]["array-location"]
+    out = np.zeros(block.shape, np.float32)
+    for i in range(c0, c1):
+        top, left, height, width, scale = _level_window(transforms[i], factor, maps.shape[1:])
+        if top >= r1 or left >= q1 or top + height <= r0 or left + width <= q0:
+            continue
+        here = RoiTransform((float(top - r0), float(left - q0)), tuple(scale), (r1 - r0, q1 - q0))
+        out[i - c0] = map_to_image(np.asarray(maps[i], np.float32), here)
+    return out
+
+
+def _pasted_pyramid(maps, transforms, level_shapes) -> list:
+    """Model-input maps (cell, v, u) as a lazy (cell, y, x) pyramid on the image grid.
+
+    A whole slide's maps stay small in the store (one model input per cell, each with
+    its own ROI transform), and one napari layer has a single transform, so the maps
+    are pasted on the image grid instead, chunk by chunk and only when napari shows a
+    chunk: each image pyramid level gets a level of maps, and a view reads the level it
+    draws, never a full-size map. Axis 0 stays the cell, as for small images, so
+    stepping it to the selected cell shows that cell's map in place.
+    """
+    import dask.array as da
+
+    from ..roi import RoiTransform
+
+    transforms = [RoiTransform(tuple(t["origin"]), tuple(t["scale"]), tuple(t["image_shape"]))
+                  for t in transforms]  # fmt: skip
+    levels = []
+    for k, (rows, cols) in enumerate(level_shapes):
+        grid = da.zeros((maps.shape[0], rows, cols), np.float32,
+                        chunks=(1, PASTE_CHUNK, PASTE_CHUNK))  # fmt: skip
+        levels.append(grid.map_blocks(_paste_block, maps, transforms, float(2**k),
+                                      dtype=np.float32))  # fmt: skip
+    return levels
+
+
+def _map_layers(group, store: Path, name: str, cells_table, level_shapes) -> list[tuple]:
     import dask.array as da
 
     from ..explain.methods import method_info
 
     if "maps" not in group:
         return []
+    space = group["maps"].attrs.get(ATTR, {}).get("space")
+    transforms = group["maps"].attrs.get(ATTR, {}).get("roi_transforms", [])
     signed_colormap, positive_colormap = map_colormaps()
-    layers = []
+    cells, layers = cells_table["cell"].tolist(), []
     for method, array in sorted(group["maps"].arrays()):
         if array.shape[0] == 0:
             continue
         info = method_info(method)
-        data = da.from_zarr(array)
+        if space == "model_input":
+            data = _pasted_pyramid(array, transforms, level_shapes)
+        else:
+            data = da.from_zarr(array)
         top = float(np.percentile(np.abs(array[...]), 99.5)) or 1.0
         layers.append(
             (
@@ -203,7 +262,7 @@ def _map_layers(group, store: Path, name: str, cells_table) -> list[tuple]:
                     "visible": not layers,
                     "metadata": {
                         ATTR: store_meta(
-                            store, name, "map", method=method, cells=cells_table["cell"].tolist()
+                            store, name, "map", method=method, cells=cells, space=space or "image"
                         )  # fmt: skip
                     },
                 },
@@ -244,7 +303,7 @@ def read_store(path, image: str | None = None) -> list[tuple]:
     levels = _multiscale(group)
     rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
     layers = [(levels, {"name": name, "rgb": rgb, "metadata": meta}, "image")]
-    layers += _map_layers(group, store, name, cells)
+    layers += _map_layers(group, store, name, cells, [level.shape[:2] for level in levels])
     for label, title in (("cells", "cell masks"), ("morphology", "morphology")):
         if "labels" in group and label in group["labels"]:
             levels = _multiscale(group["labels"][label])
