@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .store import ATTR, CELL_COLOURS, _halve
+from .store import ATTR, CELL_COLOURS, _halve, completed_entry
 
 #: Chunk side (y and x) of every level written here.
 CHUNK = 1024
@@ -176,14 +176,7 @@ def write_whole_slide(store, result: dict) -> None:
         _morphology_metadata(group, result)
     _write_maps(group, result)
     store._write_image_tables(name, result)
-    group.attrs[ATTR] = {
-        "source": result["source"],
-        "n_cells": len(result["cells"]),
-        "seconds": round(float(result["seconds"]), 3),
-        "worker_pid": result.get("worker_pid"),
-        "whole_slide": True,
-        "complete": True,
-    }
+    group.attrs[ATTR] = completed_entry(result, whole_slide=True)
 
 
 def _morphology_metadata(group, result) -> None:

@@ -293,13 +293,7 @@ class BatchStore:
             self._write_morphology(group, result)
         self._write_maps(group, result)
         self._write_image_tables(name, result)
-        group.attrs[ATTR] = {
-            "source": result["source"],
-            "n_cells": len(result["cells"]),
-            "seconds": round(float(result["seconds"]), 3),
-            "worker_pid": result.get("worker_pid"),
-            "complete": True,
-        }
+        group.attrs[ATTR] = completed_entry(result)
 
     @staticmethod
     def _write_label_image(group, name: str, labels: np.ndarray, colours, properties) -> None:
@@ -389,6 +383,18 @@ class BatchStore:
         for kind, table in out.items():
             write_table(self.fs, f"{self.path}/tables/{kind}.parquet", table)
         return out
+
+
+def completed_entry(result: dict, **extra) -> dict:
+    """An image group's attributes, written last: they mark the entry complete."""
+    return {
+        "source": result["source"],
+        "n_cells": len(result["cells"]),
+        "seconds": round(float(result["seconds"]), 3),
+        "worker_pid": result.get("worker_pid"),
+        **extra,
+        "complete": True,
+    }
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
