@@ -251,6 +251,126 @@ def test_batch_refuses_a_store_of_other_settings(smears, scheduler, tmp_path):
     assert not (out / "images" / "smear0" / "maps" / "grad_cam").exists()
 
 
+def test_batch_refuses_another_max_pixels_and_reads_older_stores_as_the_default(
+    smears, scheduler, tmp_path
+):
+    import zarr
+
+    from napari_leukemia.tiles import LARGE_PIXELS
+
+    out = tmp_path / "pixels.zarr"
+    inputs = [smears["images"] / "smear0.png"]
+    args = dict(methods=["grad_cam"], scheduler=scheduler, progress=False)
+    run_batch(inputs, out, **args)
+    root = zarr.open_group(out, mode="a")
+    assert root.attrs["napari_leukemia"]["max_pixels"] == LARGE_PIXELS
+    with pytest.raises(StoreError, match="max_pixels: store 16777216, now 1000"):
+        run_batch(inputs, out, max_pixels=1000, **args)
+    # a store written before max_pixels was recorded ran with the default
+    run = dict(root.attrs["napari_leukemia"])
+    del run["max_pixels"]
+    root.attrs["napari_leukemia"] = run
+    assert run_batch(inputs, out, **args).skipped == 1
+    with pytest.raises(StoreError, match="max_pixels: store 16777216, now None"):
+        run_batch(inputs, out, max_pixels=None, **args)
+
+
+def test_an_image_whose_full_size_maps_would_not_fit_keeps_them_per_cell(
+    smears, tmp_path, monkeypatch
+):
+    """Past `FULL_MAPS_MAX_BYTES` an image's maps are kept on the model input, as for a
+    whole slide: the same cells and calls, and maps that paste back onto the image's
+    full-size maps; the reader shows them on the image."""
+    from napari_leukemia.batch import analysis
+    from napari_leukemia.batch.analysis import Job, analyse, full_maps_bytes, write_result
+    from napari_leukemia.batch.reader import read_store
+    from napari_leukemia.batch.store import BatchStore
+    from napari_leukemia.explain.api import map_to_image
+    from napari_leukemia.explain.methods import resolve_params
+    from napari_leukemia.roi import RoiTransform
+
+    assert full_maps_bytes(155, (2048, 2048), ["grad_cam"]) > analysis.FULL_MAPS_MAX_BYTES
+    params = {m: resolve_params(m, {}) for m in METHODS}
+    job = Job(str(smears["images"] / "smear1.png"), "smear1", tuple(METHODS), params)
+    full = analyse(job)
+    monkeypatch.setattr(analysis, "FULL_MAPS_MAX_BYTES", 0)
+    per_cell = analyse(job)
+    assert "whole_slide" not in full and per_cell["whole_slide"]
+    columns = ["cell", "min_row", "min_col", "max_row", "max_col", "class"]
+    pd.testing.assert_frame_equal(per_cell["cells"][columns], full["cells"][columns])
+    probabilities = [c for c in full["cells"].columns if c.startswith("P(")]
+    np.testing.assert_allclose(per_cell["cells"][probabilities], full["cells"][probabilities],
+                               rtol=1e-5)  # the same inputs, batched in other groups
+    for method in METHODS:
+        for i, transform in enumerate(per_cell["transforms"]):
+            pasted = map_to_image(per_cell["maps"][method][i], RoiTransform(**transform))
+            scale = np.abs(full["maps"][method][i]).max()
+            np.testing.assert_allclose(pasted, full["maps"][method][i], rtol=1e-4,
+                                       atol=1e-5 * scale)  # fmt: skip
+    store = BatchStore.open(tmp_path / "cells.zarr", {"format": 1, "test": True})
+    write_result(store, per_cell)
+    layers = {meta["name"]: (data, meta) for data, meta, _ in
+              read_store(tmp_path / "cells.zarr", "smear1")}  # fmt: skip
+    maps = [name for name in layers if "Grad-CAM" in name]
+    assert maps, sorted(layers)
+
+
+def _mount_tmpfs(folder: Path, megabytes: int) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is simulated with a tmpfs, which needs root to mount")
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
+                           str(folder)], capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+def test_a_full_disk_stops_the_run_with_a_message_and_the_store_resumes(
+    smears, scheduler, tmp_path
+):
+    """The store's disk fills up during a run: the run stops with a message that says
+    what is kept and what to do, the images marked complete read back whole, and the
+    same command after freeing space finishes the store."""
+    import zarr
+
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, 64)
+    try:
+        images = tmp_path / "fields"
+        images.mkdir()
+        for k in range(6):
+            (images / f"field{k}.png").write_bytes((smears["images"] / "smear1.png").read_bytes())
+        args = dict(methods=METHODS, scheduler=scheduler, progress=False)
+        reference = run_batch([images], disk / "reference.zarr", **args)
+        used = sum(p.stat().st_blocks * 512 for p in (disk / "reference.zarr").rglob("*"))
+        subprocess.run(["rm", "-r", str(disk / "reference.zarr")], check=True)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        filler = disk / "filler"
+        with open(filler, "wb") as handle:  # leave room for about half of the store
+            handle.truncate(0)
+            handle.write(b"\0" * (free - used // 2))
+        out = disk / "study.zarr"
+        with pytest.raises(StoreError, match="disk holding the store is full") as error:
+            run_batch([images], out, **args)
+        assert "run the same command again" in str(error.value)
+        complete = [name for name, group in zarr.open_group(out / "images").groups()
+                    if group.attrs.get("napari_leukemia", {}).get("complete")]  # fmt: skip
+        assert 0 < len(complete) < 6
+        for name in complete:  # what is marked complete reads back whole
+            cells = pd.read_parquet(out / "images" / name / "tables" / "cells.parquet")
+            assert len(cells) == reference.cells // 6
+            assert np.asarray(zarr.open_array(out / "images" / name / "maps" /
+                                              "lrp_epsilon")).any()  # fmt: skip
+        filler.unlink()
+        resumed = run_batch([images], out, **args)
+        assert (resumed.skipped, resumed.analysed, resumed.failed) == (
+            len(complete), 6 - len(complete), 0)  # fmt: skip
+        assert len(resumed.tables["cells"]) == reference.cells
+        assert not list(out.rglob("*.partial"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 def test_batch_leaves_foreign_folders_and_bad_labels_alone(smears, scheduler, tmp_path):
     inputs = [smears["images"] / "smear0.png"]
     folder = tmp_path / "notes"

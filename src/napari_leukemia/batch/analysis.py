@@ -20,6 +20,11 @@ import pandas as pd
 
 from ..tiles import LARGE_PIXELS
 
+#: An image's maps are kept full size (one image-sized float32 map per cell and method)
+#: up to this many bytes; above it, on the model input per cell, as for whole slides
+#: (2048 x 2048 with 155 cells and one method would be 2.6 GB).
+FULL_MAPS_MAX_BYTES = 256 * 2**20
+
 
 @dataclass(frozen=True)
 class Job:
@@ -114,6 +119,11 @@ def _quantify(items, labels, names) -> pd.DataFrame:
         return quantify_many(entries, label_names=names or None)
 
 
+def full_maps_bytes(n_cells: int, shape, methods) -> int:
+    """Bytes of the full-size maps of `n_cells` cells on an image of `shape`."""
+    return 4 * n_cells * int(shape[0]) * int(shape[1]) * len(methods)
+
+
 def analyse(job: Job) -> dict:
     """Detect, classify, explain and (with labels) quantify one image.
 
@@ -158,6 +168,10 @@ def analyse(job: Job) -> dict:
             return {**base, "error": str(error)}
     try:
         cells = detect_cells(image)
+        if full_maps_bytes(len(cells), image.shape, job.methods) > FULL_MAPS_MAX_BYTES:
+            from .whole_slide import per_cell_result
+
+            return per_cell_result(job, model, image, cells, labels, names, start)
         results = classify(image, model, bbox=list(cells)) if cells else []
         maps, map_rows, items = _explain_cells(image, cells, job, model)
     except ValueError as error:  # e.g. an image the chain cannot take (3-D stack)
@@ -190,19 +204,28 @@ def analyse_into(job: Job, store_url: str) -> dict:
 
 
 def write_result(store, result: dict) -> None:
-    """Write an `analyse` result into an open `BatchStore` (whole slides chunk-wise)."""
+    """Write an `analyse` result into an open `BatchStore` (whole slides chunk-wise).
+
+    Raises `store.StoreError` (saying what is kept and what to do) when the write
+    fails, e.g. on a full disk; the image then stays unmarked and is redone on resume.
+    """
     import dask
+
+    from .store import write_failure
 
     # ome-zarr writes through dask, whose default on a worker is the cluster itself: the
     # arrays would travel to the scheduler as a task graph ("Sending large graph ..."
     # for a 2k image). They are written here, in this process.
-    with dask.config.set(scheduler="synchronous"):
-        if result.get("whole_slide"):
-            from .lazy_store import write_whole_slide
+    try:
+        with dask.config.set(scheduler="synchronous"):
+            if result.get("whole_slide"):
+                from .lazy_store import write_whole_slide
 
-            write_whole_slide(store, result)
-        else:
-            store.write_image_result(result)
+                write_whole_slide(store, result)
+            else:
+                store.write_image_result(result)
+    except OSError as error:
+        raise write_failure(store.url, error, f"image {result['name']}") from None
 
 
 def summary_of(result: dict) -> dict:

@@ -90,7 +90,7 @@ def _store_url(out) -> str:
     return text if "://" in text else str(Path(text).expanduser().resolve())
 
 
-def _run_fingerprint(methods, model, labels_dir) -> tuple[dict, dict]:
+def _run_fingerprint(methods, model, labels_dir, max_pixels) -> tuple[dict, dict]:
     from ..explain.methods import method_info, resolve_params
     from ..model.classify import bundled_model_path
 
@@ -107,6 +107,7 @@ def _run_fingerprint(methods, model, labels_dir) -> tuple[dict, dict]:
         "methods": list(methods),
         "params": params,
         "labels": labels_dir is not None,
+        "max_pixels": None if max_pixels is None else int(max_pixels),
         "versions": package_versions(),
     }
     return json.loads(json.dumps(run)), params
@@ -137,7 +138,7 @@ def run_batch(
     paths = collect_inputs(inputs)
     methods = tuple(methods)
     out = _store_url(out)
-    run, params = _run_fingerprint(methods, model, labels_dir)
+    run, params = _run_fingerprint(methods, model, labels_dir, max_pixels)
     labels = _label_files(paths, labels_dir) if labels_dir is not None else {}
     BatchStore.check(out, run, overwrite)  # refuse a wrong store before starting Dask
     done = set() if overwrite else BatchStore.finished(out)
@@ -214,6 +215,8 @@ def _result(future, job: Job) -> dict:
                 "it is retried on the next run"}  # fmt: skip
     except ModelError as error:
         raise BatchError(f"The model cannot be used: {error}") from None
+    except StoreError:
+        raise  # the store cannot take more (e.g. a full disk): stop, keep what is done
     except ModuleNotFoundError as error:
         raise BatchError(
             f"A Dask worker cannot import {error.name}: install napari-leukemia in the "

@@ -22,6 +22,7 @@ everything in it is written; groups without the mark are removed before a run re
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -29,18 +30,43 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..tiles import LARGE_PIXELS
 from .tables import read_table, write_table
 
 ATTR = "napari_leukemia"
 FORMAT = 1
 #: Fingerprint entries that must match for a run to add to an existing store.
-RUN_KEYS = ("format", "model_sha256", "methods", "params", "labels")
+RUN_KEYS = ("format", "model_sha256", "methods", "params", "labels", "max_pixels")
+#: What a store written before an entry existed ran with (its value then).
+RUN_DEFAULTS = {"max_pixels": LARGE_PIXELS}
 PACKAGES = ("napari-leukemia", "tensorflow-cpu", "keras", "numpy", "zarr", "ome-zarr", "dask")
 CELL_COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178))
 
 
 class StoreError(ValueError):
     """The store cannot be used as asked; the message says why and what to do."""
+
+
+#: OSError numbers of a full disk or an exhausted quota.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_failure(url: str, error: OSError, what: str) -> StoreError:
+    """The `StoreError` for an OSError while writing `what` into the store at `url`.
+
+    Writes stop there: every image already marked complete stays as it is, and the
+    unmarked one is removed and redone when the same command runs again.
+    """
+    kept = (
+        f"Images already marked complete in {url} are kept; {what} was not marked "
+        "complete and is redone when you run the same command again."
+    )
+    if error.errno in DISK_FULL:
+        return StoreError(
+            f"The disk holding the store is full ({error.strerror}) while writing {what}. "
+            f"{kept} Free some space first (or resume into a copy on a larger disk)."
+        )
+    return StoreError(f"Writing {what} failed ({type(error).__name__}: {error}). {kept}")
 
 
 #: What a zarr.json that is not JSON, or JSON of the wrong shape, raises in zarr.
@@ -380,8 +406,11 @@ class BatchStore:
             "cells": _concat(cells),
             "errors": errors,
         }
-        for kind, table in out.items():
-            write_table(self.fs, f"{self.path}/tables/{kind}.parquet", table)
+        try:
+            for kind, table in out.items():
+                write_table(self.fs, f"{self.path}/tables/{kind}.parquet", table)
+        except OSError as error:
+            raise write_failure(self.url, error, "the store-wide tables") from None
         return out
 
 
@@ -420,13 +449,23 @@ def image_summary(result: dict) -> pd.DataFrame:
     return table
 
 
+def _setting(run: dict, key: str):
+    return run.get(key, RUN_DEFAULTS.get(key))
+
+
+def _changed(existing: dict, run: dict) -> list[str]:
+    return [k for k in RUN_KEYS if _setting(existing, k) != _setting(run, k)]
+
+
 def _differs(existing: dict, run: dict) -> bool:
-    return any(existing.get(k) != run.get(k) for k in RUN_KEYS)
+    return bool(_changed(existing, run))
 
 
 def _mismatch_message(url: str, existing: dict, run: dict) -> str:
-    changed = [k for k in RUN_KEYS if existing.get(k) != run.get(k)]
-    details = "; ".join(f"{k}: store {existing.get(k)!r}, now {run.get(k)!r}" for k in changed)
+    changed = _changed(existing, run)
+    details = "; ".join(
+        f"{k}: store {_setting(existing, k)!r}, now {_setting(run, k)!r}" for k in changed
+    )
     return (
         f"The store {url} was made by a run with other settings ({details}). Resuming "
         "would mix results; use the same settings, another --out, or --overwrite to "

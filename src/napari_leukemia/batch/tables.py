@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import pandas as pd
 
@@ -31,10 +32,20 @@ def to_parquet_bytes(table: pd.DataFrame, meta: dict | None = None) -> bytes:
 
 
 def write_table(fs, path: str, table: pd.DataFrame, meta: dict | None = None) -> None:
-    """Write `table` to ``path`` on file system `fs` (parents made as needed)."""
+    """Write `table` to ``path`` on file system `fs` (parents made as needed).
+
+    The bytes go to a ``.partial`` file first, which then replaces ``path``, so a
+    write cut short (a full disk) leaves the previous table, not half of a new one.
+    """
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
-    fs.pipe_file(path, to_parquet_bytes(table, meta))
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    try:
+        fs.pipe_file(partial, to_parquet_bytes(table, meta))
+        fs.mv(partial, path)
+    finally:
+        if fs.exists(partial):
+            fs.rm(partial)
 
 
 def read_table(fs, path: str) -> pd.DataFrame:

@@ -48,8 +48,10 @@ def _window(cells, margin: float, shape) -> tuple[int, int, int, int]:
     pad = GROW_PX + 1
     top, left = windows[:, :2].min(axis=0) - pad
     bottom, right = windows[:, 2:].max(axis=0) + pad
-    return (max(int(top), 0), max(int(left), 0),
-            min(int(bottom), shape[0]), min(int(right), shape[1]))  # fmt: skip
+    # an even origin: `square_window` rounds half to even, so only a shift by an even
+    # number of pixels gives a cell the same ROI pixels in the window as on the image
+    top, left = (max(int(v), 0) // 2 * 2 for v in (top, left))
+    return top, left, min(int(bottom), shape[0]), min(int(right), shape[1])
 
 
 def _in_window(cell, top: int, left: int):
@@ -137,12 +139,20 @@ def analyse_whole_slide(job, model, labels=None, names=None) -> dict:
     transforms instead of full-size maps.
     """
     from ..tiles import detect_cells_tiled, open_lazy
-    from .analysis import _cells_table
 
     start = time.perf_counter()
     image = open_lazy(job.source)
-    shape = tuple(int(v) for v in image.shape[:2])
     cells = detect_cells_tiled(image)
+    return per_cell_result(job, model, image, cells, labels, names, start)
+
+
+def per_cell_result(job, model, image, cells, labels, names, start: float) -> dict:
+    """Classify, explain and quantify the detected `cells` of `image` (numpy or dask),
+    keeping each map on the model input: the result of `analyse_whole_slide`, also used
+    for an image of normal size whose full-size maps would not fit in memory."""
+    from .analysis import _cells_table
+
+    shape = tuple(int(v) for v in image.shape[:2])
     calls, maps, map_rows, transforms, entries = classify_and_explain(
         image, cells, job, model, labels
     )
