@@ -208,6 +208,28 @@ def test_integrated_gradients_is_exact_on_a_linear_model_in_chunks(linear_model)
         assert close(got, expected, 1e-5)
 
 
+def test_integrated_gradients_is_the_trapezoid_sum_of_keras_gradients(cnn, image):
+    """IG forms its path after the first (linear) layer and applies that layer's
+    transpose once (`InputLinear`); the map must still be the definition, computed here
+    straight from the Keras layers on the input-space path."""
+    from napari_leukemia.explain.analyzers import gradient_graph
+    from napari_leukemia.explain.gradients import InputLinear
+
+    assert InputLinear.of(gradient_graph(cnn)) is not None  # the split path is tested
+    steps, baseline = 8, 0.25
+    got = explain(image, "integrated_gradients", cnn, 2, steps=steps, baseline=baseline)
+    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+    weights = np.full(steps + 1, 1.0 / steps, np.float32)
+    weights[[0, -1]] *= 0.5
+    path = tf.constant(baseline + alphas[:, None, None, None] * (image[None] - baseline))
+    with tf.GradientTape() as tape:
+        tape.watch(path)
+        score = logit_model(cnn)(path, training=False)[:, 2]
+    grads = tape.gradient(score, path).numpy()
+    expected = ((image - baseline) * np.tensordot(weights, grads, axes=1)).sum(-1)
+    assert close(got, expected, 1e-4)
+
+
 def test_smoothgrad_is_the_mean_gradient_over_the_seeded_noise(cnn, image):
     samples, noise, seed = 6, 0.2, 7
     result = explain_full(image, "smoothgrad", cnn, 1, samples=samples, noise=noise, seed=seed)

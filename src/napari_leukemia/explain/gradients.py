@@ -22,6 +22,7 @@ import numpy as np
 
 from ..model.backend import tensorflow_module
 from .graph import (
+    LINEAR,
     TARGETS_SPEC,
     Graph,
     compile_function,
@@ -98,6 +99,12 @@ def _logits(graph: Graph, x, folded: bool):
     return graph.run(x, linear_forward=folded)[graph.output]
 
 
+def _column(values, like):
+    """`values` (n,) shaped (n, 1, 1, ...) to broadcast over a batch shaped like `like`."""
+    shape = tf.concat([tf.shape(values), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0)
+    return tf.reshape(values, shape)
+
+
 class GradientEngine:
     """∂logit[target]/∂input for a batch; returns (gradient, logits, target).
 
@@ -123,6 +130,52 @@ class GradientEngine:
         return self._fn(x, target)
 
 
+class InputLinear:
+    """The graph's first op when it is affine in the input alone: ``z = A x + b`` (a
+    convolution or dense layer, BatchNorm folded in).
+
+    Path and noise methods push many copies of one input through the network. Split
+    here, the copies are formed after the first op, ``A(x0 + α d) + b = z0 + α A d``,
+    and the input gradient summed over the copies is one transposed application,
+    ``Σ_k Aᵀ g_k = Aᵀ Σ_k g_k``: identities of a linear map that spare the first
+    (full-resolution) layer's work on every copy but one.
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph, self.op = graph, graph.ops[0]
+
+    @staticmethod
+    def of(graph: Graph) -> InputLinear | None:
+        """The split, or None when the first op is not a weighted linear op that alone
+        reads the input (the engines then copy the input itself)."""
+        first = graph.ops[0] if graph.ops else None
+        if first is None or first.kind != LINEAR or first.linear is None:
+            return None
+        if first.linear.weightless or first.inputs != (graph.input,):
+            return None
+        return InputLinear(graph) if graph.consumers().get(graph.input) == 1 else None
+
+    def linear(self, x):
+        """``A x`` (no bias)."""
+        kernel, _ = self.op.linear.params()
+        return self.op.linear.apply([x], kernel)
+
+    def affine(self, x):
+        """``A x + b``: the first op's output."""
+        return self.op.linear.forward([x])
+
+    def logits(self, z):
+        """The logits from the first op's output `z` (linear ops from their parameters)."""
+        return self.graph.run_from({self.op.output: z}, 1, linear_forward=True)[self.graph.output]
+
+    def transpose(self, x, g):
+        """``Aᵀ g`` for the first op's output gradient `g` (`x`: any input of its shape)."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            z = self.linear(x)
+        return tape.gradient(z, x, output_gradients=g)
+
+
 class IntegratedGradientsEngine:
     """Weighted sum of gradients along ``baseline + α (x − baseline)``.
 
@@ -133,13 +186,14 @@ class IntegratedGradientsEngine:
 
     def __init__(self, graph: Graph, folded: bool = False):
         self.graph, self.folded = graph, folded
+        self.split = InputLinear.of(graph) if folded else None
         spec = input_signature(graph)
         vector = tf.TensorSpec((None,), tf.float32)
-        self._fn = compile_function(self._chunk, [spec, spec, vector, vector, TARGETS_SPEC])
+        chunk = self._chunk if self.split is None else self._split_chunk
+        self._fn = compile_function(chunk, [spec, spec, vector, vector, TARGETS_SPEC])
 
     def _chunk(self, x, baseline, alphas, weights, target):
-        shape = tf.concat([tf.shape(alphas), tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-        path = baseline + tf.reshape(alphas, shape) * (x - baseline)
+        path = baseline + _column(alphas, x) * (x - baseline)
         with tf.GradientTape() as tape:
             tape.watch(path)
             logits = _logits(self.graph, path, self.folded)
@@ -147,6 +201,19 @@ class IntegratedGradientsEngine:
             score = tf.gather(logits, target[0], axis=1)
         grads = tape.gradient(score, path)
         total = tf.tensordot(weights, grads, axes=[[0], [0]])[None]
+        return total, logits, target
+
+    def _split_chunk(self, x, baseline, alphas, weights, target):
+        """`_chunk` with the path formed after the first op (`InputLinear`)."""
+        start, step = self.split.affine(baseline), self.split.linear(x - baseline)
+        path = start + _column(alphas, step) * step
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            logits = self.split.logits(path)
+            target = resolve_target(logits[:1], target)
+            score = tf.gather(logits, target[0], axis=1)
+        grads = tape.gradient(score, path)
+        total = self.split.transpose(x, tf.tensordot(weights, grads, axes=[[0], [0]])[None])
         return total, logits, target
 
     def __call__(self, x, baseline, steps: int, target: int, batch_size: int):
@@ -172,28 +239,34 @@ class IntegratedGradientsEngine:
 
 
 class SmoothGradEngine:
-    """Sum of gradients over ``x + N(0, σ²)`` copies drawn in the graph from a seed.
+    """Sum of gradients over ``x + N(0, σ²)`` copies drawn from a seed.
 
     Each call also runs the clean input (first row of the batch), so the target is
-    resolved and the logits come back in the same compiled call.
+    resolved and the logits come back in the same compiled call. When the first op is
+    linear (`InputLinear`) the copies are made after it, ``A x + b + σ A ε``: ``A ε``
+    depends only on the seed, so it is computed once and kept for the next calls
+    (`NOISE_KEPT` draws), and the gradients are summed before the one ``Aᵀ``.
     """
+
+    #: Draws of ``A ε`` kept per engine (a draw of 32 copies of a 64 x 64 x 16 first
+    #: layer output is 8 MB).
+    NOISE_KEPT = 4
 
     def __init__(self, graph: Graph, folded: bool = False):
         self.graph, self.folded = graph, folded
-        self._fn = compile_function(
-            self._chunk,
-            [
-                input_signature(graph),
-                tf.TensorSpec((), tf.int32),
-                tf.TensorSpec((), tf.float32),
-                tf.TensorSpec((2,), tf.int32),
-                TARGETS_SPEC,
-            ],
-        )
+        self.split = InputLinear.of(graph) if folded else None
+        spec, seed = input_signature(graph), tf.TensorSpec((2,), tf.int32)
+        count, sigma = tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32)
+        if self.split is None:
+            self._fn = compile_function(self._chunk, [spec, count, sigma, seed, TARGETS_SPEC])
+        else:
+            self._noise_fn = compile_function(self._first_noise, [spec, count, seed])
+            noise = tf.TensorSpec(None, tf.float32)
+            self._fn = compile_function(self._split_chunk, [spec, noise, sigma, TARGETS_SPEC])
+            self._noise: dict = {}
 
     def _chunk(self, x, n, sigma, seed, target):
-        shape = tf.concat([[n], tf.shape(x)[1:]], axis=0)
-        noisy = x + sigma * tf.random.stateless_normal(shape, seed)
+        noisy = x + sigma * _unit_noise(x, n, seed)
         with tf.GradientTape() as tape:
             tape.watch(noisy)
             logits = _logits(self.graph, tf.concat([x, noisy], axis=0), self.folded)
@@ -202,17 +275,50 @@ class SmoothGradEngine:
         grads = tape.gradient(score, noisy)
         return tf.reduce_sum(grads, axis=0, keepdims=True), logits[:1], target
 
+    def _first_noise(self, x, n, seed):
+        return self.split.linear(_unit_noise(x, n, seed))
+
+    def _split_chunk(self, x, noise, sigma, target):
+        """`_chunk` with the copies made after the first op (`noise` = ``A ε``)."""
+        clean = self.split.affine(x)
+        noisy = clean + sigma * noise
+        with tf.GradientTape() as tape:
+            tape.watch(noisy)
+            logits = self.split.logits(tf.concat([clean, noisy], axis=0))
+            target = resolve_target(logits[:1], target)
+            score = tf.gather(logits[1:], target[0], axis=1)
+        grads = tape.gradient(score, noisy)
+        total = self.split.transpose(x, tf.reduce_sum(grads, axis=0, keepdims=True))
+        return total, logits[:1], target
+
+    def _call(self, x, n, sigma, seed, target):
+        if self.split is None:
+            return self._fn(x, n, sigma, seed, target)
+        key = (tuple(int(v) for v in seed), n, tuple(np.shape(x)[1:]))
+        if key not in self._noise:
+            while len(self._noise) >= self.NOISE_KEPT:
+                self._noise.pop(next(iter(self._noise)))
+            self._noise[key] = self._noise_fn(x, n, seed)
+        return self._fn(x, self._noise[key], sigma, target)
+
     def __call__(self, x, samples, sigma, seed, target, batch_size):
         """(mean gradient (1, ...), logits of x (1, K), resolved target)."""
         total, logits = None, None
         t = np.array([target], dtype=np.int32)
         for index, start in enumerate(range(0, samples, batch_size)):
             n = min(batch_size, samples - start)
-            part, row, resolved = self._fn(x, n, sigma, np.array([seed, index], dtype=np.int32), t)
+            part, row, resolved = self._call(
+                x, n, np.float32(sigma), np.array([seed, index], dtype=np.int32), t
+            )
             t = resolved.numpy()
             logits = row.numpy() if logits is None else logits
             total = part if total is None else total + part
         return total.numpy() / samples, logits, int(t[0])
+
+
+def _unit_noise(x, n, seed):
+    """`n` draws of N(0, 1) shaped like one input of `x`, from the stateless `seed`."""
+    return tf.random.stateless_normal(tf.concat([[n], tf.shape(x)[1:]], axis=0), seed)
 
 
 def occlusion_windows(shape, window: int, stride: int):

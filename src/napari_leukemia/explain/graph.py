@@ -349,7 +349,11 @@ class Graph:
         values = {self.input: x}
         if watch is not None and watch[0] == self.input:
             watch[1].watch(x)
-        for op in self.ops:
+        return self.run_from(values, 0, watch, linear_forward)
+
+    def run_from(self, values: dict, start: int, watch=None, linear_forward=False):
+        """Run ``ops[start:]`` on the known `values` (by key); return all values."""
+        for op in self.ops[start:]:
             args = [values[k] for k in op.inputs]
             if linear_forward and op.linear is not None:
                 out = op.linear.forward(args)
