@@ -4,9 +4,11 @@ probabilities calibrated?
 Prints, for a model with an OOD score and a temperature in its metadata (the bundled
 one, or `--model`):
 
-* the share flagged "unlike the training cells" among the test split's detected cells
-  (target <= 5 %), among all4 ROIs that hold no white cell (boxes of a cell's size
-  away from every detection: red cells and slide; target >= 95 %), among BCCD's
+* the share flagged "unlike the training cells" (the OOD score alone, and as `classify`
+  reports it on the box, where a box holding no detected white cell is flagged too)
+  among the test split's detected cells (target <= 5 %), among all4 ROIs that hold no
+  white cell (boxes of a cell's size away from every detection: red cells and slide;
+  target >= 95 %), among BCCD's
   annotated WBCs (another lab's smears, mostly neutrophils and other myeloid cells the
   model never saw) and BCCD's red-cell boxes;
 * the test cells' expected calibration error before and after temperature scaling, and
@@ -90,6 +92,12 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     sets = {"cells": [], "empty": [], "wbc": [], "rbc": []}
     labels, agree = [], []
+    # what the user's path says (`classify` on the box: no detected white cell in it, or
+    # the OOD score above the threshold)
+    user = {"empty": [], "wbc": [], "rbc": []}
+
+    def add_user(kind, image, boxes):
+        user[kind] += [bool(c.unfamiliar) for c in classify(image, model, bbox=boxes)]
 
     def add(kind, image, boxes, masks=None):
         batch = cell_inputs(image, boxes, model.info.input, masks)[0]
@@ -109,6 +117,7 @@ def main(argv=None) -> int:
         empty = _empty_boxes(image, cells, rng)
         if empty:
             add("empty", image, empty)
+            add_user("empty", image, empty)
     bccd = args.data / "bccd"
     if bccd.is_dir():
         red = _bccd_red_boxes(bccd)
@@ -119,8 +128,10 @@ def main(argv=None) -> int:
             image = read_image(path)
             if boxes:
                 add("wbc", image, boxes)
+                add_user("wbc", image, boxes)
             if red.get(name):
                 add("rbc", image, red[name][:2])
+                add_user("rbc", image, red[name][:2])
 
     def joined(kind):
         parts = sets[kind] or [(np.zeros((0, 1)), np.zeros((0, len(model.class_names))))]
@@ -143,6 +154,12 @@ def main(argv=None) -> int:
     _line("BCCD WBCs (another lab, mostly myeloid)", flags["wbc"], energy_flags["wbc"])
     _line("BCCD red-cell boxes", flags["rbc"], energy_flags["rbc"])
     print(f"  classify() flags the same test cells: {bool(np.array_equal(agree, cell_flags))}")
+    print("classify() on the box (unfamiliar: no detected white cell in it, or the OOD score):")
+    for kind, name in (("empty", "all4 ROIs with no white cell (>= 95 %)"),
+                       ("wbc", "BCCD WBCs"), ("rbc", "BCCD red-cell boxes")):  # fmt: skip
+        flagged = np.asarray(user[kind], bool)
+        share = f"{flagged.mean():6.1%}" if flagged.size else "   n/a"
+        print(f"  {name:44s} {share} of {flagged.size}")
     wbc_calls = softmax(outputs["wbc"][1], model.temperature).argmax(axis=1)
     kept = ~flags["wbc"]
     print(

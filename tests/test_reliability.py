@@ -106,6 +106,51 @@ def test_a_blank_slide_is_flagged_and_says_so_in_json(tmp_path, capsys):
     assert {"ood_score", "ood_threshold", "unfamiliar"} <= set(out)
 
 
+def test_a_box_without_a_white_cell_is_flagged_whatever_the_ood_score(tmp_path, capsys):
+    """A box on red cells and slide (no detected white cell in it) is called unfamiliar
+    with a note saying why; detected cells, loose boxes around them and a box drawn
+    inside a cell are found; a box that only catches a neighbour's rim is not."""
+    from napari_leukemia.cells import detect_cells
+    from napari_leukemia.model.classify import CELL_IN_BOX_SHARE, NO_CELL_NOTE, cells_found
+
+    model = load_model()
+    smear = make_smear(seed=0)
+    image = smear.image
+    cells = detect_cells(image)
+    r0, c0, r1, c1 = cells[0].bbox
+    taken = np.zeros(image.shape[:2], bool)
+    for cell in cells:
+        a, b, c, d = cell.bbox
+        taken[a:c, b:d] = True
+    side = r1 - r0
+    empty = next(
+        (r, c, r + side, c + side)
+        for r in range(0, image.shape[0] - side, 4)
+        for c in range(0, image.shape[1] - side, 4)
+        if not taken[r : r + side, c : c + side].any()
+    )
+    inside = (r0 + side // 4, c0 + (c1 - c0) // 4, r1 - side // 4, c1 - (c1 - c0) // 4)
+    loose = (r0 - 6, c0 - 6, r1 + 6, c1 + 6)
+    rim = (r1 - 2, c0, r1 - 2 + side, c1)  # starts on the cell's last two rows
+    found = cells_found(image, [cells[0].bbox, loose, inside, empty, rim])
+    assert found == [True, True, True, False, False]
+    # what `rim` catches of the cell is below the share that counts
+    mask = np.zeros(image.shape[:2], bool)
+    a, b, _, _ = cells[0].bbox
+    mask[a : a + cells[0].mask.shape[0], b : b + cells[0].mask.shape[1]] = cells[0].mask
+    caught = mask[rim[0] : rim[2], rim[1] : rim[3]].sum()
+    assert 0 < caught < CELL_IN_BOX_SHARE * min(mask.sum(), side * (c1 - c0))
+
+    calls = classify(image, model, bbox=[cells[0].bbox, empty])
+    assert [c.cell_found for c in calls] == [True, False]
+    assert calls[1].unfamiliar is True and NO_CELL_NOTE in calls[1].notes
+    assert NO_CELL_NOTE not in calls[0].notes
+    one = classify(image, model, bbox=empty)
+    assert one.cell_found is False and one.as_dict()["unfamiliar"] is True
+    assert classify(image, model, bbox=cells[:1])[0].cell_found is True  # own masks
+    assert classify(image, model).cell_found is True  # a field of detected cells
+
+
 def test_metadata_round_trip_keeps_the_fits():
     info = load_model().info
     back = ModelInfo.from_dict(json.loads(info.to_json()))

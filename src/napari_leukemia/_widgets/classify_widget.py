@@ -35,6 +35,8 @@ def _familiarity_line(result) -> str:
     """A line under the call saying whether the input is like the training cells."""
     if result.unfamiliar is None:
         return ""
+    if result.cell_found is False:
+        return "<br><b>No white cell in this box</b>: do not trust this call"
     if result.unfamiliar:
         return (
             "<br><b>Unlike the cells the model was trained on</b> "

@@ -115,11 +115,15 @@ class Classification:
     ood_score: float | None = None
     ood_threshold: float | None = None
     cell_ood_scores: np.ndarray | None = None
+    cell_found: bool | None = None  # a detected white cell in the box (None: not checked)
 
     @property
     def unfamiliar(self) -> bool | None:
-        """The input is unlike the training cells (OOD score above the model's
-        threshold; for a field, any of its cells); None when the model has no score."""
+        """The input is unlike the training cells: no white cell was detected in it, or
+        its OOD score is above the model's threshold (for a field, any of its cells's);
+        None when neither could be checked."""
+        if self.cell_found is False:
+            return True
         if self.ood_score is None or self.ood_threshold is None:
             return None
         return bool(self.ood_score > self.ood_threshold)
@@ -143,6 +147,7 @@ class Classification:
             "ood_score": self.ood_score,
             "ood_threshold": self.ood_threshold,
             "unfamiliar": self.unfamiliar,
+            "cell_found": self.cell_found,
             "notes": list(self.notes),
         }
         if self.cell_bboxes:
@@ -302,6 +307,8 @@ def classify(
         bbox, clip_note = clip_bbox(bbox, image.shape)
         notes += [clip_note] if clip_note else []
         batch, kind, cells = cell_inputs(image, [bbox], spec, masks)[0], "cell", []
+        found = cells_found(image, [bbox], masks)[0]
+        notes += [] if found else [NO_CELL_NOTE]
         if spec.kind == "field":
             notes.append(
                 "This model was trained on whole fields; a single-cell ROI is "
@@ -309,6 +316,7 @@ def classify(
             )
     else:
         batch, cells = field_inputs(image, spec)
+        found = bool(cells) if spec.kind == "cell" else None
         if spec.kind == "cell" and not cells:
             notes.append("No cell was detected; the whole image was classified as one ROI.")
         kind = f"field (mean of {len(cells)} cells)" if cells else "field (whole image)"
@@ -327,6 +335,7 @@ def classify(
         cell_probabilities=probabilities if cells else None,
         cell_bboxes=[c.bbox for c in cells],
         notes=notes + _unfamiliar_notes(loaded, scores),
+        cell_found=found,
         **_ood_fields(loaded, scores, bool(cells)),
     )
 
@@ -337,9 +346,13 @@ def _check_whole_image_size(image, bbox, max_pixels) -> None:
         check_image_size(image, max_pixels, "classify")
 
 
-def _cell_results(loaded: LoadedModel, batch: np.ndarray, notes: list[list[str]]) -> list:
-    """One Classification of kind "cell" per prepared input, from one batched pass."""
+def _cell_results(
+    loaded: LoadedModel, batch: np.ndarray, notes: list[list[str]], found=None
+) -> list:
+    """One Classification of kind "cell" per prepared input, from one batched pass
+    (`found`: whether each input's box holds a detected white cell, when checked)."""
     probabilities, scores = loaded.outputs(batch) if len(batch) else ([], None)
+    found = [None] * len(batch) if found is None else found
     return [
         Classification(
             class_name=called_class(p, loaded.class_names, loaded.info.benign_classes),
@@ -348,10 +361,47 @@ def _cell_results(loaded: LoadedModel, batch: np.ndarray, notes: list[list[str]]
             kind="cell",
             notes=cell_notes
             + _unfamiliar_notes(loaded, None if scores is None else scores[i : i + 1]),
+            cell_found=found[i],
             **_ood_fields(loaded, None if scores is None else scores[i : i + 1], False),
         )
         for i, (p, cell_notes) in enumerate(zip(probabilities, notes, strict=True))
     ]
+
+
+#: What a call on a box says when no detected white cell lies in it.
+NO_CELL_NOTE = (
+    "No white cell was detected in this box: the call is about red cells or bare slide, "
+    "not a cell, so treat it as meaningless. Box a white cell, or pick one of the cells "
+    "that Detect cells finds."
+)
+#: A box holds a cell when a detected cell's mask covers at least this share of the box,
+#: or this share of the mask lies in the box (a box drawn inside a large cell, or
+#: around a small one); a neighbour's rim reaching into the box does not count.
+CELL_IN_BOX_SHARE = 0.25
+
+
+def cells_found(image: np.ndarray, boxes, masks=None) -> list[bool]:
+    """Whether a detected white cell lies in each box (`CELL_IN_BOX_SHARE`).
+
+    `masks` are the cells' own masks (cells of `detect_cells`): found when not empty.
+    Otherwise the field's detections are used (remembered per image, `memo`), so a
+    cell-only model, which needs them anyway, pays nothing more.
+    """
+    if masks is not None:
+        return [bool(np.any(m)) for m in masks]
+    from ..memo import detected_masks
+
+    found = detected_masks(image)
+    out = []
+    for box in boxes:
+        r0, c0, r1, c1 = (max(int(v), 0) for v in box)
+        area = max((r1 - r0) * (c1 - c0), 1)
+        out.append(any(
+            (inside := int(m[r0:r1, c0:c1].sum())) >= CELL_IN_BOX_SHARE * area
+            or inside >= CELL_IN_BOX_SHARE * max(int(m.sum()), 1)
+            for m in found
+        ))  # fmt: skip
+    return out
 
 
 #: What a call says when its input is unlike the training cells.
@@ -409,7 +459,10 @@ def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel, masks=N
         )
     if not clipped:
         return []
-    return _cell_results(loaded, cell_inputs(image, clipped, spec, masks)[0], notes)
+    found = cells_found(image, clipped, masks)
+    for cell_notes, ok in zip(notes, found, strict=True):
+        cell_notes += [] if ok else [NO_CELL_NOTE]
+    return _cell_results(loaded, cell_inputs(image, clipped, spec, masks)[0], notes, found)
 
 
 def _classify_stack(stack: list, loaded: LoadedModel) -> list:
