@@ -108,13 +108,14 @@ def main(argv=None) -> int:
     indices = [i for i, p in enumerate(data.paths) if p.name in test][: args.limit]
     for i in indices:
         image = read_image(data.paths[i])
-        cells = detect_cells(image)[:8]
+        found = detect_cells(image)
+        cells = found[:8]
         if cells:
             add("cells", image, [c.bbox for c in cells], own_masks(cells, image.shape))
             labels += [data.labels[i]] * len(cells)
             calls = classify(image, model, bbox=cells)  # the user's path flags the same
             agree += [c.unfamiliar for c in calls]
-        empty = _empty_boxes(image, cells, rng)
+        empty = _empty_boxes(image, found, rng)  # away from every detection
         if empty:
             add("empty", image, empty)
             add_user("empty", image, empty)
