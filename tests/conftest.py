@@ -1,5 +1,8 @@
-"""Shared fixtures: where the real data lives, and a skip when it is absent."""
+"""Shared fixtures: where the real data lives (and a skip when it is absent), and small
+file systems of their own for full-disk and read-only tests."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(name, megabytes, read_only=False)`` mounts a tmpfs at ``tmp_path/name``
+    and returns its path; unmounted after the test. Skips when not root (mounting needs
+    it) or when the kernel refuses."""
+    mounted = []
+
+    def mount(name: str, megabytes: int = 8, read_only: bool = False) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("a file system of its own is mounted as a tmpfs, which needs root")
+        folder = tmp_path / name
+        folder.mkdir()
+        options = f"size={megabytes}m" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", str(folder)], check=False)
 
 
 _exit_status = {"code": 0}

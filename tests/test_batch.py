@@ -315,60 +315,46 @@ def test_an_image_whose_full_size_maps_would_not_fit_keeps_them_per_cell(
     assert maps, sorted(layers)
 
 
-def _mount_tmpfs(folder: Path, megabytes: int) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("a full disk is simulated with a tmpfs, which needs root to mount")
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs",
-                           str(folder)], capture_output=True, text=True)  # fmt: skip
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-
-
 def test_a_full_disk_stops_the_run_with_a_message_and_the_store_resumes(
-    smears, scheduler, tmp_path
+    smears, scheduler, tmp_path, tmpfs
 ):
     """The store's disk fills up during a run: the run stops with a message that says
     what is kept and what to do, the images marked complete read back whole, and the
     same command after freeing space finishes the store."""
     import zarr
 
-    disk = tmp_path / "disk"
-    _mount_tmpfs(disk, 64)
-    try:
-        images = tmp_path / "fields"
-        images.mkdir()
-        for k in range(6):
-            (images / f"field{k}.png").write_bytes((smears["images"] / "smear1.png").read_bytes())
-        args = dict(methods=METHODS, scheduler=scheduler, progress=False)
-        reference = run_batch([images], disk / "reference.zarr", **args)
-        used = sum(p.stat().st_blocks * 512 for p in (disk / "reference.zarr").rglob("*"))
-        subprocess.run(["rm", "-r", str(disk / "reference.zarr")], check=True)
-        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        filler = disk / "filler"
-        with open(filler, "wb") as handle:  # leave room for about half of the store
-            handle.truncate(0)
-            handle.write(b"\0" * (free - used // 2))
-        out = disk / "study.zarr"
-        with pytest.raises(StoreError, match="disk holding the store is full") as error:
-            run_batch([images], out, **args)
-        assert "run the same command again" in str(error.value)
-        complete = [name for name, group in zarr.open_group(out / "images").groups()
-                    if group.attrs.get("napari_leukemia", {}).get("complete")]  # fmt: skip
-        assert 0 < len(complete) < 6
-        for name in complete:  # what is marked complete reads back whole
-            cells = pd.read_parquet(out / "images" / name / "tables" / "cells.parquet")
-            assert len(cells) == reference.cells // 6
-            assert np.asarray(zarr.open_array(out / "images" / name / "maps" /
-                                              "lrp_epsilon")).any()  # fmt: skip
-        filler.unlink()
-        resumed = run_batch([images], out, **args)
-        assert (resumed.skipped, resumed.analysed, resumed.failed) == (
-            len(complete), 6 - len(complete), 0)  # fmt: skip
-        assert len(resumed.tables["cells"]) == reference.cells
-        assert not list(out.rglob("*.partial"))
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    disk = tmpfs("disk", 64)
+    images = tmp_path / "fields"
+    images.mkdir()
+    for k in range(6):
+        (images / f"field{k}.png").write_bytes((smears["images"] / "smear1.png").read_bytes())
+    args = dict(methods=METHODS, scheduler=scheduler, progress=False)
+    reference = run_batch([images], disk / "reference.zarr", **args)
+    used = sum(p.stat().st_blocks * 512 for p in (disk / "reference.zarr").rglob("*"))
+    subprocess.run(["rm", "-r", str(disk / "reference.zarr")], check=True)
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:  # leave room for about half of the store
+        handle.truncate(0)
+        handle.write(b"\0" * (free - used // 2))
+    out = disk / "study.zarr"
+    with pytest.raises(StoreError, match="disk holding the store is full") as error:
+        run_batch([images], out, **args)
+    assert "run the same command again" in str(error.value)
+    complete = [name for name, group in zarr.open_group(out / "images").groups()
+                if group.attrs.get("napari_leukemia", {}).get("complete")]  # fmt: skip
+    assert 0 < len(complete) < 6
+    for name in complete:  # what is marked complete reads back whole
+        cells = pd.read_parquet(out / "images" / name / "tables" / "cells.parquet")
+        assert len(cells) == reference.cells // 6
+        assert np.asarray(zarr.open_array(out / "images" / name / "maps" /
+                                          "lrp_epsilon")).any()  # fmt: skip
+    filler.unlink()
+    resumed = run_batch([images], out, **args)
+    assert (resumed.skipped, resumed.analysed, resumed.failed) == (
+        len(complete), 6 - len(complete), 0)  # fmt: skip
+    assert len(resumed.tables["cells"]) == reference.cells
+    assert not list(out.rglob("*.partial"))
 
 
 def test_batch_leaves_foreign_folders_and_bad_labels_alone(smears, scheduler, tmp_path):

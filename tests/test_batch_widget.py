@@ -200,9 +200,17 @@ def test_store_under_a_file_is_refused_before_any_work(smear_folder, tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+def test_store_on_a_read_only_file_system_is_refused_before_any_work(smear_folder, tmpfs):
+    """A read-only mount stops root too (whom the chmod test below cannot stop)."""
+    folder = tmpfs("read_only_disk", 1, read_only=True)
+    with pytest.raises(StoreError, match="read-only"):
+        run_batch([smear_folder], folder / "study.zarr", workers=1, progress=False)
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.skipif(
     hasattr(os, "geteuid") and os.geteuid() == 0,
-    reason="root writes into read-only folders; the file-as-parent test covers this path",
+    reason="root writes into read-only folders; the read-only mount test covers root",
 )
 def test_store_in_a_read_only_folder_is_refused_before_any_work(smear_folder, tmp_path):
     folder = tmp_path / "read_only"
