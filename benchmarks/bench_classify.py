@@ -36,10 +36,15 @@ def profile_detection(field, rounds: int = 20) -> None:
     total = max(v[3] for v in stats.values())
     print(f"detect_cells profile: {total * 1e3 / rounds:.1f} ms per run ({rounds} runs)")
     steps = [
-        (k, v) for k, v in stats.items() if k[0].endswith("cells.py") and k[2] != "detect_cells"
+        (k, v)
+        for k, v in stats.items()
+        if os.path.basename(k[0]) in ("cells.py", "_morphology.py")
+        and "napari_leukemia" in k[0]
+        and k[2] != "detect_cells"
     ]
-    for (_path, line, name), value in sorted(steps, key=lambda kv: -kv[1][3])[:8]:
-        print(f"  step {100 * value[3] / total:5.1f} %  {name} (cells.py:{line}, inclusive)")
+    for (path, line, name), value in sorted(steps, key=lambda kv: -kv[1][3])[:8]:
+        where = f"{os.path.basename(path)}:{line}"
+        print(f"  step {100 * value[3] / total:5.1f} %  {name} ({where}, inclusive)")
     calls = sorted(stats.items(), key=lambda kv: -kv[1][2])[:6]
     for (path, line, name), value in calls:
         where = f"{os.path.basename(path)}:{line}" if line else "builtin"

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import measure, segmentation
-from skimage.feature import peak_local_max
+from skimage import segmentation
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
+from ._morphology import convex_area, dilate_cross, open_cross, peaks_in_mask, perimeter
 from .images import as_rgb, check_2d
 
 BBox = tuple[int, int, int, int]
@@ -146,10 +146,10 @@ def detect_cells(
         raise ValueError(f"max_work_side must be at least 32 pixels, got {max_work_side}.")
     check_2d(image)
     rgb_full = as_rgb(image).astype(np.float32)
-    labels, scores, factor = _detect_small(rgb_full, int(max_work_side))
-    if not scores:
+    labels, found, factor = _detect_small(rgb_full, int(max_work_side))
+    if not found:
         return []
-    return _to_full_resolution(labels, scores, factor, rgb_full.shape[:2], min_score)
+    return _to_full_resolution(labels.shape, found, factor, rgb_full.shape[:2], min_score)
 
 
 def cells_to_labels(cells: list[Cell], shape: tuple[int, ...]) -> np.ndarray:
@@ -186,8 +186,9 @@ def cells_to_labels(cells: list[Cell], shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _detect_small(rgb: np.ndarray, max_work_side: int):
-    """Run detection on a reduced copy; return (label image, {label: score}, factor).
+    """Run detection on a reduced copy; return (label image, found, factor).
 
+    `found` maps each scored label to (score, its box, its hole-filled mask in the box).
     Labels and pixel sizes are those of the reduced image (`factor` times smaller).
     """
     factor = max(1, int(np.ceil(max(rgb.shape[:2]) / max_work_side)))
@@ -214,7 +215,7 @@ def _detect_small(rgb: np.ndarray, max_work_side: int):
     seed = foreground & (stain > t_seed)
     if seed.sum() < 4:
         return empty
-    rest = foreground & ~ndi.binary_dilation(seed, _CROSS, iterations=2)
+    rest = foreground & ~dilate_cross(seed, iterations=2)
     c_nuc = np.median(colour[seed], axis=0)
     c_rbc = np.median(colour[rest], axis=0) if rest.sum() > 20 else np.zeros_like(c_nuc)
     if min(np.linalg.norm(c_nuc - c_rbc), np.linalg.norm(c_nuc)) < _MIN_CONTRAST:
@@ -223,12 +224,10 @@ def _detect_small(rgb: np.ndarray, max_work_side: int):
         return empty  # "nuclei" not bluer than the slide or than red cells: no nuclear stain
 
     q = np.minimum(_towards(colour, c_rbc, c_nuc), _towards(colour, np.zeros_like(c_nuc), c_nuc))
-    nuclei = _remove_small(_fill_holes(ndi.binary_opening(q > _Q_NUCLEUS, _CROSS)), 4)
+    nuclei = _remove_small(_fill_holes(open_cross(q > _Q_NUCLEUS)), 4)
     if not nuclei.any():
         return empty
-    material = _fill_holes_where(
-        ndi.binary_opening(q > _Q_CYTOPLASM, _CROSS) | nuclei, q, 0.5 * _Q_CYTOPLASM
-    )
+    material = _fill_holes_where(open_cross(q > _Q_CYTOPLASM) | nuclei, q, 0.5 * _Q_CYTOPLASM)
     red_area = np.pi * _red_cell_radius(foreground & ~material, small.shape[:2]) ** 2
     # keep blobs that hold a nucleus and are not far smaller than any white cell
     # (platelets, debris, red-cell fringes)
@@ -237,27 +236,38 @@ def _detect_small(rgb: np.ndarray, max_work_side: int):
     keep[0] = False
     has_nucleus = np.zeros_like(keep)
     has_nucleus[comp[nuclei]] = True
-    material = (keep & has_nucleus)[comp]
+    kept = keep & has_nucleus
+    blobs = (np.cumsum(kept, dtype=np.int32) * kept)[comp]  # = ndi.label(kept[comp], _CROSS)
 
-    cells = _split_cells(material, nuclei & material)
+    cells = _split_cells(blobs, nuclei & (blobs > 0))
     too_small = np.bincount(cells.ravel()) < _MIN_RELATIVE_AREA * red_area
     too_small[0] = True
     cells[too_small[cells]] = 0
-    scores = {}
-    for region in measure.regionprops(cells):
-        cell = _fill_holes(region.image)
-        nucleus = nuclei[region.slice] & cell
+    return cells, _score_cells(cells, nuclei, colour, c_rbc, red_area), factor
+
+
+def _score_cells(cells, nuclei, colour, c_rbc, red_area) -> dict:
+    """{label: (`_score`, box, hole-filled mask)} for each cell holding nuclear pixels."""
+    found = {}
+    for label, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is None:
+            continue
+        region = cells[box] == label
+        cell = _fill_holes(region)
+        nucleus = nuclei[box] & cell
         if not nucleus.any():
             continue
-        nuc_colour = np.median(colour[region.slice][nucleus], axis=0)
+        nuc_colour = np.median(colour[box][nucleus], axis=0)
         contrast = min(np.linalg.norm(nuc_colour - c_rbc), np.linalg.norm(nuc_colour))
-        scores[region.label] = _score(
+        area = float(np.count_nonzero(region))
+        score = _score(
             contrast=float(contrast),
             relative_area=float(cell.sum()) / red_area,
-            solidity=float(region.solidity),
+            solidity=area / float(convex_area(region)),
             nuclear_share=float(nucleus.sum()) / float(cell.sum()),
         )
-    return cells, scores, factor
+        found[label] = score, box, cell
+    return found
 
 
 def _seed_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -298,11 +308,16 @@ def _score(contrast, relative_area, solidity, nuclear_share) -> float:
     nuclear_share : nucleus / cell area; at least 0.2 for any WBC.
     """
     s_stain = 1.0 - np.exp(-contrast / 0.25)
-    s_size = np.clip((relative_area - _MIN_RELATIVE_AREA) / 0.7, 0.0, 1.0)
-    s_size *= np.clip((60.0 - relative_area) / 30.0, 0.0, 1.0)
-    s_shape = np.clip((solidity - 0.5) / 0.35, 0.0, 1.0)
-    s_nuc = np.clip(nuclear_share / 0.2, 0.0, 1.0)
-    return float(np.clip(s_stain * s_size * s_shape * s_nuc, 0.0, 1.0))
+    s_size = _clip01((relative_area - _MIN_RELATIVE_AREA) / 0.7)
+    s_size *= _clip01((60.0 - relative_area) / 30.0)
+    s_shape = _clip01((solidity - 0.5) / 0.35)
+    s_nuc = _clip01(nuclear_share / 0.2)
+    return float(_clip01(s_stain * s_size * s_shape * s_nuc))
+
+
+def _clip01(value):
+    """`value` clipped to [0, 1] (``np.clip`` is slow on scalars)."""
+    return min(max(value, 0.0), 1.0)
 
 
 def _block_mean(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -327,7 +342,8 @@ def _colour_features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lum = (red + green + blue) / 3.0
     background = np.median(rgb[lum >= np.percentile(lum[::2, ::2], 90)], axis=0)
     logs = np.log(rgb + _LOG_OFFSET) - np.log(background + _LOG_OFFSET)
-    density = np.clip(-logs, 0.0, None).sum(axis=-1) / 3.0
+    dark = np.maximum(-logs, 0.0)
+    density = (dark[..., 0] + dark[..., 1] + dark[..., 2]) / 3.0  # = dark.sum(-1), faster
     spread = max(float(np.abs(red - green).max()), float(np.abs(blue - green).max()))
     if spread < 2.0 / 255.0:  # gray: no colour to use
         return density[..., None], density
@@ -338,7 +354,12 @@ def _colour_features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _towards(colour: np.ndarray, origin: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Position of each pixel's colour along origin → target (0 at origin, 1 at target)."""
     axis = np.asarray(target - origin, dtype=np.float64)
-    return ((colour - origin) @ axis) / max(float(axis @ axis), 1e-6)
+    offset = colour - origin
+    # the dot product with `axis`, spelled out: 3x faster than `offset @ axis`, same bits
+    along = offset[..., 0] * axis[0]
+    for k in range(1, len(axis)):
+        along += offset[..., k] * axis[k]
+    return along / max(float(axis @ axis), 1e-6)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -346,9 +367,9 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(~mask, _CROSS)
     if n == 0:
         return mask.copy()
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     hole = np.ones(n + 1, bool)
-    hole[border] = False
+    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        hole[edge] = False
     hole[0] = False
     return mask | hole[lab]
 
@@ -387,24 +408,24 @@ def _red_cell_radius(red: np.ndarray, shape: tuple[int, int]) -> float:
     of the longer image side when there are hardly any red cells.
     """
     fallback = 0.04 * max(shape)
-    red = _fill_holes(ndi.binary_opening(red, _CROSS))
+    red = _fill_holes(open_cross(red))
     area = float(red.sum())
     if area < 50:
         return fallback
-    perimeter = float(measure.perimeter(red))
-    radius = 2.0 * area / perimeter if perimeter > 0 else fallback
+    outline = float(perimeter(red))
+    radius = 2.0 * area / outline if outline > 0 else fallback
     # where red cells pile up into one mass (dense fields), its outline hides their
     # borders and 2A/P grows with the pile; the inscribed radii at the distance
     # transform's peaks still measure single cells
     distance = ndi.distance_transform_edt(red)
-    peaks = peak_local_max(distance, min_distance=3, labels=red.astype(np.int32))
+    peaks = peaks_in_mask(distance, red, 3, distance.min())
     if len(peaks) >= _MIN_RED_PEAKS:
         inscribed = distance[tuple(peaks.T)]
         radius = min(radius, _PEAK_RADIUS_SCALE * float(np.percentile(inscribed, 75)))
     return radius
 
 
-def _split_cells(material: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
+def _split_cells(blobs: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     """Label cells: split material at necks, then merge fragments of one cell back.
 
     Watershed on the distance transform from all its local maxima over-segments; regions
@@ -414,34 +435,31 @@ def _split_cells(material: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     `_NECK_SPLIT` when the pair looks like two blasts (`_WHOLE_NUCLEUS`,
     `_GRANULOCYTE_SHARE`). Why: the lobes of a neutrophil are separate nuclear pieces in
     one cytoplasm and must give one detection; touching blasts must give two.
+    `blobs` is the material labelled by 4-connected component (``ndi.label``).
     """
-    comp, _ = ndi.label(material, _CROSS)
-    labels = np.zeros(material.shape, np.int32)
-    for index, box in enumerate(ndi.find_objects(comp), start=1):
+    labels = np.zeros(blobs.shape, np.int32)
+    offset = 0
+    for index, box in enumerate(ndi.find_objects(blobs), start=1):
         # each blob inside its bounding box plus a 1-pixel margin (distances stay exact)
         window = tuple(
             slice(max(side.start - 1, 0), min(side.stop + 1, size))
-            for side, size in zip(box, material.shape, strict=True)
+            for side, size in zip(box, blobs.shape, strict=True)
         )
-        blob = comp[window] == index
+        blob = blobs[window] == index
         parts = _split_window(blob, nuclei[window] & blob)
-        offset = labels.max()
         labels[window][parts > 0] = parts[parts > 0] + offset
+        offset += int(parts.max())
     return labels
 
 
 def _split_window(material: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
-    """`_split_cells` on a window that holds all of the material."""
+    """`_split_cells` on a window that holds one 4-connected blob of material."""
     dist = ndi.distance_transform_edt(material)
-    comp, _ = ndi.label(material, _CROSS)
-    peaks = peak_local_max(dist, min_distance=2, threshold_abs=1.0, labels=comp)
+    peaks = peaks_in_mask(dist, material, 2, 1.0)
+    if len(peaks) <= 1:  # a single marker (a peak, or any pixel) floods the whole blob
+        return material.astype(np.int32)
     markers = np.zeros(material.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    # components without any peak (tiny ones) keep a marker of their own
-    missing = np.setdiff1d(np.unique(comp[material]), np.unique(comp[markers > 0]))
-    for label in missing:
-        r, c = np.argwhere(comp == label)[0]
-        markers[r, c] = markers.max() + 1
     regions = segmentation.watershed(-dist, markers, mask=material)
     n = int(regions.max())
     if n <= 1:
@@ -506,28 +524,24 @@ def _split_window(material: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     return lut[regions]
 
 
-def _to_full_resolution(labels, scores, factor, shape, min_score) -> list[Cell]:
-    """Turn working-resolution labels into full-resolution `Cell`s above `min_score`."""
+def _to_full_resolution(work_shape, found, factor, shape, min_score) -> list[Cell]:
+    """Turn working-resolution cells (`_detect_small`'s `found`) into full-resolution
+    `Cell`s above `min_score`."""
     cells = []
-    objects = ndi.find_objects(labels)
-    for label, score in scores.items():
+    for score, sl, small in found.values():
         if score < min_score:
             continue
-        sl = objects[label - 1]
         top, left = sl[0].start * factor, sl[1].start * factor
         bottom, right = sl[0].stop * factor, sl[1].stop * factor
         # the last partial block was dropped when reducing; let edge cells reach the edge
-        if sl[0].stop == labels.shape[0]:
+        if sl[0].stop == work_shape[0]:
             bottom = shape[0]
-        if sl[1].stop == labels.shape[1]:
+        if sl[1].stop == work_shape[1]:
             right = shape[1]
-        small = _fill_holes(labels[sl] == label)
-        mask = np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)
-        mask = np.pad(
-            mask,
-            ((0, bottom - top - mask.shape[0]), (0, right - left - mask.shape[1])),
-            mode="edge",
-        )
+        mask = np.repeat(np.repeat(small, factor, axis=0), factor, axis=1) if factor > 1 else small
+        pad = ((0, bottom - top - mask.shape[0]), (0, right - left - mask.shape[1]))
+        if pad != ((0, 0), (0, 0)):
+            mask = np.pad(mask, pad, mode="edge")
         cells.append(Cell(bbox=(top, left, bottom, right), mask=mask, score=score))
     cells.sort(key=lambda c: -c.score)
     return cells
