@@ -306,8 +306,9 @@ def classify(
         bbox = single_bbox(bbox)
         bbox, clip_note = clip_bbox(bbox, image.shape)
         notes += [clip_note] if clip_note else []
+        masks, found = _masks_and_found(image, [bbox], spec, masks)
         batch, kind, cells = cell_inputs(image, [bbox], spec, masks)[0], "cell", []
-        found = cells_found(image, [bbox], masks)[0]
+        found = found[0]
         notes += [] if found else [NO_CELL_NOTE]
         if spec.kind == "field":
             notes.append(
@@ -368,6 +369,24 @@ def _cell_results(
     ]
 
 
+def _masks_and_found(image, boxes, spec, masks) -> tuple[list | None, list[bool]]:
+    """The masks to prepare the boxes with and whether each holds a detected cell.
+
+    Boxes without their own masks look the field's detections up once: a cell-only
+    model takes each box's best-overlapping detected mask from them (as
+    `cell_context.cell_masks` would), and the same detections say which boxes hold one.
+    """
+    if masks is not None:
+        return masks, cells_found(image, boxes, masks)
+    from ..memo import detected_masks
+    from .cell_context import best_overlap
+
+    detected = detected_masks(image)
+    if spec.context == "cell":
+        masks = [best_overlap(detected, box, np.shape(image)) for box in boxes]
+    return masks, cells_found(image, boxes, detected=detected)
+
+
 #: What a call on a box says when no detected white cell lies in it.
 NO_CELL_NOTE = (
     "No white cell was detected in this box: the call is about red cells or bare slide, "
@@ -380,18 +399,20 @@ NO_CELL_NOTE = (
 CELL_IN_BOX_SHARE = 0.25
 
 
-def cells_found(image: np.ndarray, boxes, masks=None) -> list[bool]:
+def cells_found(image: np.ndarray, boxes, masks=None, detected=None) -> list[bool]:
     """Whether a detected white cell lies in each box (`CELL_IN_BOX_SHARE`).
 
     `masks` are the cells' own masks (cells of `detect_cells`): found when not empty.
-    Otherwise the field's detections are used (remembered per image, `memo`), so a
-    cell-only model, which needs them anyway, pays nothing more.
+    Otherwise the field's detections are used (`detected`, their full-image masks, or
+    those remembered per image by `memo`).
     """
     if masks is not None:
         return [bool(np.any(m)) for m in masks]
-    from ..memo import detected_masks
+    if detected is None:
+        from ..memo import detected_masks
 
-    found = detected_masks(image)
+        detected = detected_masks(image)
+    found = detected
     out = []
     for box in boxes:
         r0, c0, r1, c1 = (max(int(v), 0) for v in box)
@@ -459,7 +480,7 @@ def _classify_cells(image: np.ndarray, boxes: list, loaded: LoadedModel, masks=N
         )
     if not clipped:
         return []
-    found = cells_found(image, clipped, masks)
+    masks, found = _masks_and_found(image, clipped, spec, masks)
     for cell_notes, ok in zip(notes, found, strict=True):
         cell_notes += [] if ok else [NO_CELL_NOTE]
     return _cell_results(loaded, cell_inputs(image, clipped, spec, masks)[0], notes, found)

@@ -39,19 +39,23 @@ def cell_inputs(image: np.ndarray, bboxes, spec: InputSpec, masks=None) -> tuple
     so the cost per cell does not grow with the image. For a model that reads the cell
     alone (``spec.context == "cell"``) everything but the cell is blanked; `masks`
     (full-image bool masks, one per box) are the cells' own, else the detector's."""
-    pad = _unused_pad(image, bboxes, spec)
-    fill = _median_fill_8bit(image) if pad is None else None
-    if fill is not None:  # the default padding colour, counted instead of sorted
-        source = replace(RoiSource.of(image, pad_value=0, rgb=True), fill=fill)
-    else:
-        source = RoiSource.of(image, pad_value=pad, rgb=True)
-    if spec.context == "cell":
+    if spec.context == "cell":  # blanked outside the cell: no padding colour needed
         from .cell_context import cell_only_rois
 
         rois = cell_only_rois(image, bboxes, spec, masks)
     else:
+        source = _roi_source(image, bboxes, spec)
         rois = [source.extract(bbox, spec.size, spec.margin) for bbox in bboxes]
     return np.stack([convert(roi, spec) for roi, _ in rois]), [t for _, t in rois]
+
+
+def _roi_source(image, bboxes, spec: InputSpec) -> RoiSource:
+    """The image ready for cutting ROIs, with its padding colour for windows past it."""
+    pad = _unused_pad(image, bboxes, spec)
+    fill = _median_fill_8bit(image) if pad is None else None
+    if fill is not None:  # the default padding colour, counted instead of sorted
+        return replace(RoiSource.of(image, pad_value=0, rgb=True), fill=fill)
+    return RoiSource.of(image, pad_value=pad, rgb=True)
 
 
 def _unused_pad(image, bboxes, spec: InputSpec):

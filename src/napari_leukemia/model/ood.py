@@ -45,7 +45,7 @@ class OodModel:
         features = np.asarray(features, np.float64)
         means, precision = self.means.astype(np.float64), self.precision.astype(np.float64)
         diffs = features[:, None, :] - means[None, :, :]
-        return np.einsum("ncd,de,nce->nc", diffs, precision, diffs).min(axis=1)
+        return ((diffs @ precision) * diffs).sum(axis=-1).min(axis=1)  # (f-m)ᵀ P (f-m)
 
     def to_dict(self) -> dict:
         return {
@@ -159,4 +159,6 @@ def _compiled(keras_model, layers: tuple):
         pooled = [tf.reduce_mean(o, axis=[1, 2]) if len(o.shape) == 4 else o for o in outputs]
         return tf.concat(pooled, axis=-1), scores
 
-    return tf.function(run, input_signature=[spec])
+    from ..explain.graph import compile_function
+
+    return compile_function(run, [spec])  # called without tf.function's dispatch
