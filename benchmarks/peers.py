@@ -15,8 +15,13 @@ that is absent). Each side times every map of one input after a warm-up call, pe
 (median over rounds of all inputs); ours uses `attribute` on the same prepared inputs.
 Maps are compared by Pearson correlation, per input, then averaged.
 
-Run: ``python benchmarks/peers.py [--envs /tmp/peer_envs] [--rounds 10]``. The venvs are
-made under --envs (outside the project) on the first run, with pip from PyPI.
+Each peer is timed right after a run of ours, `--pairs` times (default 3); a ratio is
+the median over those pairs, so the load of other jobs, which moves both sides' times by
+up to 2x between minutes, weighs less than in one run of each.
+
+Run: ``python benchmarks/peers.py [--envs /tmp/peer_envs] [--rounds 10] [--pairs 3]``.
+The venvs are made under --envs (outside the project) on the first run, with pip from
+PyPI.
 """
 
 from __future__ import annotations
@@ -160,9 +165,6 @@ def run_ours(work: Path, rounds: int) -> None:
             times[method] = float(np.median(per_round))
             maps[method] = np.stack(one)
         path = work / f"ours_{case}.json"
-        if path.exists():  # the second run, after the peers: time = mean of both runs
-            before = json.loads(path.read_text())["times"]
-            times = {m: 0.5 * (t + before[m]) for m, t in times.items()}
         path.write_text(json.dumps({"times": times, "targets": targets}))
         np.savez(work / f"ours_{case}.npz", **maps)
 
@@ -263,29 +265,39 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def report(work: Path, case: str, table: dict) -> None:
-    ours = json.loads((work / f"ours_{case}.json").read_text())
-    peer = json.loads((work / f"peer_{case}.json").read_text())
+def report(work: Path, case: str, table: dict, runs: list[dict]) -> None:
+    """Print one table: times of the last run, ratios as the median over all runs."""
+    ours, peer = runs[-1]["ours"], runs[-1]["peer"]
     our_maps, peer_maps = np.load(work / f"ours_{case}.npz"), np.load(work / f"peer_{case}.npz")
     print(f"\n{case} {peer['version']} (TensorFlow {peer['tf']}) vs ours:")
-    head = f"{'ours ms':>8s} {'peer ms':>8s} {'ours/peer':>9s} {'corr':>6s}"
+    head = f"{'ours ms':>8s} {'peer ms':>8s} {'ours/peer':>9s} {'range':>11s} {'corr':>6s}"
     print(f"  {'method':22s} {'peer':20s} {head}")
     for method, (name, _) in table.items():
         corr = np.mean(
             [correlation(a, b) for a, b in zip(our_maps[method], peer_maps[method], strict=True)]
         )
-        ratio = ours["times"][method] / peer["times"][method]
+        ratios = [r["ours"]["times"][method] / r["peer"]["times"][method] for r in runs]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
         note = f"  ({DIFFERENT[method]})" if method in DIFFERENT else ""
         print(
             f"  {method:22s} {name:20s} {1e3 * ours['times'][method]:8.2f} "
-            f"{1e3 * peer['times'][method]:8.2f} {ratio:9.2f} {corr:6.3f}{note}"
+            f"{1e3 * peer['times'][method]:8.2f} {np.median(ratios):9.2f} {spread:>11s} "
+            f"{corr:6.3f}{note}"
         )
+
+
+def _times(work: Path, case: str, side: str) -> dict:
+    return json.loads((work / f"{side}_{case}.json").read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--envs", type=Path, default=Path(tempfile.gettempdir()) / "peer_envs")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--pairs", type=int, default=3,
+        help="back-to-back runs of ours and each peer; ratios are their median",
+    )  # fmt: skip
     parser.add_argument("--side", choices=["ours"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -295,35 +307,26 @@ def main() -> None:
         run_ours(args.work, args.rounds)
         return
     pythons = {name: ensure_env(args.envs, name) for name in ENVS}
+    cases = {
+        "innvestigate": (_INNVESTIGATE_SIDE, INNVESTIGATE),
+        "xplique": (_XPLIQUE_SIDE, XPLIQUE),
+    }
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
     with tempfile.TemporaryDirectory(prefix="peers-") as folder:
         work = Path(folder)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--side",
-                "ours",
-                "--work",
-                str(work),
-                "--rounds",
-                str(args.rounds),
-            ],
-            check=True,
-            env=env,
-        )
-        run_peer(
-            pythons["innvestigate"],
-            "innvestigate",
-            _INNVESTIGATE_SIDE,
-            INNVESTIGATE,
-            work,
-            args.rounds,
-        )
-        run_peer(pythons["xplique"], "xplique", _XPLIQUE_SIDE, XPLIQUE, work, args.rounds)
-        print(f"time per map of one 64x64 input, median of {args.rounds} rounds of 5 real cells")
-        report(work, "innvestigate", INNVESTIGATE)
-        report(work, "xplique", XPLIQUE)
+        ours_cmd = [sys.executable, __file__, "--side", "ours", "--work", str(work),
+                    "--rounds", str(args.rounds)]  # fmt: skip
+        for _ in range(args.pairs):  # ours, then each peer, right after one another
+            for case, (code, table) in cases.items():
+                subprocess.run(ours_cmd, check=True, env=env)
+                run_peer(pythons[case], case, code, table, work, args.rounds)
+                runs[case].append({side: _times(work, case, side) for side in ("ours", "peer")})
+        print(f"time per map of one 64x64 input, median of {args.rounds} rounds of 5 real "
+              f"cells; ours/peer: the median of {args.pairs} back-to-back pairs of runs "
+              "(range: lowest-highest pair)")  # fmt: skip
+        for case, (_, table) in cases.items():
+            report(work, case, table, runs[case])
 
 
 if __name__ == "__main__":
