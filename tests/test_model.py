@@ -267,6 +267,45 @@ def test_classify_widget_in_a_viewer(make_napari_viewer, qtbot):
     assert cells.features.loc[0, "OOD score"] == round(call.ood_score, 1)
 
 
+def test_classify_widget_says_when_a_drawn_box_holds_no_white_cell(make_napari_viewer, qtbot):
+    """A box the user draws on red cells and slide: the call says there is no white cell
+    in it and not to trust it; selecting a detected cell again gives a normal call."""
+    from napari_leukemia._widgets import selection
+    from napari_leukemia._widgets.classify_widget import ClassifyWidget
+    from napari_leukemia.cells import detect_cells
+
+    viewer = make_napari_viewer()
+    smear = make_smear(seed=0)
+    layer = viewer.add_image(smear.image, name="smear")
+    found = detect_cells(smear.image)
+    data, kwargs, _ = selection.cells_layer_data(found, "smear")
+    cells = viewer.add_shapes(data, **kwargs)
+    taken = np.zeros(smear.image.shape[:2], bool)
+    for cell in found:
+        r0, c0, r1, c1 = cell.bbox
+        taken[r0:r1, c0:c1] = True
+    side = 40
+    empty = next(
+        (r, c, r + side, c + side)
+        for r in range(0, smear.image.shape[0] - side, 8)
+        for c in range(0, smear.image.shape[1] - side, 8)
+        if not taken[r : r + side, c : c + side].any()
+    )
+    cells.add_rectangles(selection.bbox_to_rectangle(empty))
+    widget = ClassifyWidget(viewer)
+    widget.image.value = layer
+    drawn = len(cells.data) - 1
+    for index, says_no_cell in ((drawn, True), (0, False), (drawn, True)):  # switch back
+        selection.select_cell(cells, index)
+        widget.last_record = None
+        widget.run()
+        qtbot.waitUntil(lambda: widget.last_record is not None, timeout=60000)
+        record = layer.metadata["napari_leukemia"]["classification"]
+        assert record["cell_found"] is (not says_no_cell)
+        assert ("No white cell in this box" in widget.call.value) is says_no_cell
+        assert record["unfamiliar"] is True or not says_no_cell
+
+
 @pytest.mark.parametrize("shape", [(224, 224, 3), (301, 199, 3), (120, 77), (1000, 900, 3)])
 def test_cell_inputs_equal_the_default_roi_padding_exactly(shape):
     """The counted 8-bit padding colour and the no-padding shortcut change no value."""
