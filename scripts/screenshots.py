@@ -52,6 +52,41 @@ def shoot(viewer, file: str) -> None:
     print(f"wrote {DOCS / file}")
 
 
+def _bare_box(image, cells_layer, side: int = 40) -> tuple[int, int, int, int]:
+    """A box of `side` pixels that no cell box touches (red cells and slide only)."""
+    import numpy as np
+
+    taken = np.zeros(image.shape[:2], bool)
+    for corners in cells_layer.data:
+        (r0, c0), (r1, c1) = np.min(corners, axis=0), np.max(corners, axis=0)
+        taken[int(r0) : int(r1) + 1, int(c0) : int(c1) + 1] = True
+    return next(
+        (r, c, r + side, c + side)
+        for r in range(0, image.shape[0] - side, 8)
+        for c in range(0, image.shape[1] - side, 8)
+        if not taken[r : r + side, c : c + side].any()
+    )
+
+
+def classify_drawn_box(viewer, classify) -> None:
+    """A box drawn on bare slide, classified: the widget says it holds no white cell.
+    The box is removed and the first cell selected again afterwards."""
+    from napari_leukemia._widgets import selection
+
+    cells = selection.selected_cell(viewer).cells_layer
+    image = selection.selected_cell(viewer).image_layer.data
+    cells.add_rectangles(selection.bbox_to_rectangle(_bare_box(image, cells)))
+    drawn = len(cells.data) - 1
+    selection.select_cell(cells, drawn)
+    classify.run()
+    wait(lambda: classify.run_button.enabled)
+    shoot(viewer, "widget_classify_no_cell.png")
+    cells.selected_data = {drawn}
+    cells.remove_selected()
+    selection.select_cell(cells, 0)
+    settle()
+
+
 def main() -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     viewer, widgets = run_viewer()
@@ -83,6 +118,7 @@ def main() -> None:
             layer.visible = False
     classify = widgets["Classify cell"]
     use("Classify cell", "widget_classify.png", classify.run, lambda: classify.run_button.enabled)
+    classify_drawn_box(viewer, classify)
     explain = widgets["Explain"]
     explain.methods.value = ["gradient_x_input", "lrp_epsilon", "grad_cam"]
     use("Explain", "widget_explain.png", explain.run, lambda: not explain.running)

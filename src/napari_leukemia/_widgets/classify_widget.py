@@ -35,8 +35,6 @@ def _familiarity_line(result) -> str:
     """A line under the call saying whether the input is like the training cells."""
     if result.unfamiliar is None:
         return ""
-    if result.cell_found is False:
-        return "<br><b>No white cell in this box</b>: do not trust this call"
     if result.unfamiliar:
         return (
             "<br><b>Unlike the cells the model was trained on</b> "
@@ -129,11 +127,18 @@ class ClassifyWidget(Container):
         verdict = {True: "MALIGNANT", False: "benign", None: "unknown: no benign class"}[
             result.malignant
         ]
-        self.call.value = (
-            f"<b>{result.class_name}</b> — {where}<br>"
-            f"P(malignant) = {result.malignant_probability:.3f} ({verdict})"
-            + _familiarity_line(result)
-        )
+        if result.cell_found is False:  # no call to read: say so first, the output muted
+            self.call.value = (
+                f"<b>No white cell in this box</b> — {where}: the model's output is not a "
+                f"call on a cell; do not trust it<br><i>(output: {result.class_name}, "
+                f"P(malignant) = {result.malignant_probability:.3f})</i>"
+            )
+        else:
+            self.call.value = (
+                f"<b>{result.class_name}</b> — {where}<br>"
+                f"P(malignant) = {result.malignant_probability:.3f} ({verdict})"
+                + _familiarity_line(result)
+            )
         for name, probability in result.probabilities.items():
             if name not in self.bars:
                 self.bars[name] = ProgressBar(min=0, max=100, label=name)
