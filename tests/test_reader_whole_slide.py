@@ -42,10 +42,19 @@ def _map_layer(layers):
     return maps[0]
 
 
+def _centre(values: np.ndarray) -> np.ndarray:
+    """Centre of mass of |values| (row, col)."""
+    weights = np.abs(values.astype(np.float64))
+    rows, cols = np.indices(values.shape)
+    return np.array([(rows * weights).sum(), (cols * weights).sum()]) / weights.sum()
+
+
 def test_whole_slide_maps_open_aligned_on_the_image(whole_slide_store):
     """Each level of a map layer has the image level's grid; a cell's map on level 0 is
-    its model-input map pasted through its ROI transform, and its peak lies in the
-    cell's box, on level 0 and (halved) on level 1."""
+    its model-input map pasted through its ROI transform, it lies inside that cell's ROI
+    window, which holds the cell's box, and level 1 shows it at half the resolution in
+    the same place. (Where in the window its peak falls is the model's business: a
+    Grad-CAM peak may sit in the margin just outside the box.)"""
     import zarr
 
     store, shape = whole_slide_store
@@ -64,15 +73,22 @@ def test_whole_slide_maps_open_aligned_on_the_image(whole_slide_store):
         transform = RoiTransform(tuple(t["origin"]), tuple(t["scale"]), tuple(t["image_shape"]))
         pasted = np.asarray(maps[0][i])
         np.testing.assert_array_equal(pasted, map_to_image(stored[i], transform))
+        box = row[["min_row", "min_col", "max_row", "max_col"]].to_numpy(int)
+        start = np.asarray(transform.origin)
+        end = start + np.asarray(transform.scale) * np.asarray(stored[i].shape)
+        assert np.all(start <= box[:2]) and np.all(box[2:] <= end), (i, box, start, end)
         if not np.any(stored[i]):
             continue
-        peak = np.unravel_index(np.argmax(np.abs(pasted)), pasted.shape)
-        box = row[["min_row", "min_col", "max_row", "max_col"]].to_numpy(int)
-        assert box[0] <= peak[0] < box[2] and box[1] <= peak[1] < box[3], (i, peak, box)
+        rows, cols = np.nonzero(pasted)
+        assert rows.min() >= np.floor(start[0]) and rows.max() < np.ceil(end[0])
+        assert cols.min() >= np.floor(start[1]) and cols.max() < np.ceil(end[1])
         shown += 1
-        coarse = np.asarray(maps[1][i])
-        coarse_peak = np.unravel_index(np.argmax(np.abs(coarse)), coarse.shape)
-        assert max(abs(2 * c - p) for c, p in zip(coarse_peak, peak, strict=True)) <= 4
+        # level 1 is the same map at half the resolution: its centre of |relevance|
+        # (level-1 pixel j covers level-0 pixels 2j and 2j + 1) falls where level 0's
+        # does, up to the window's origin rounded to a whole level-1 pixel (at most half
+        # of one: 1 level-0 pixel) and the resampling of a few pixels at the rim
+        fine, coarse = _centre(pasted), _centre(np.asarray(maps[1][i]))
+        assert np.abs(2 * coarse + 0.5 - fine).max() <= 1.5, (i, fine, coarse)
     assert shown >= 3, "too few cells with a non-empty map to check"
 
 
