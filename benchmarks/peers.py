@@ -15,9 +15,9 @@ that is absent). Each side times every map of one input after a warm-up call, pe
 (median over rounds of all inputs); ours uses `attribute` on the same prepared inputs.
 Maps are compared by Pearson correlation, per input, then averaged.
 
-Each peer is timed right after a run of ours, `--pairs` times (default 3); a ratio is
-the median over those pairs, so the load of other jobs, which moves both sides' times by
-up to 2x between minutes, weighs less than in one run of each.
+Each pair is a run of ours (both cases) and, right after it, each peer; `--pairs` of
+them (default 3). A ratio is the median over those pairs, so the load of other jobs,
+which moves both sides' times by up to 2x between minutes, weighs less than in one run.
 
 Run: ``python benchmarks/peers.py [--envs /tmp/peer_envs] [--rounds 10] [--pairs 3]``.
 The venvs are made under --envs (outside the project) on the first run, with pip from
@@ -317,9 +317,9 @@ def main() -> None:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         ours_cmd = [sys.executable, __file__, "--side", "ours", "--work", str(work),
                     "--rounds", str(args.rounds)]  # fmt: skip
-        for _ in range(args.pairs):  # ours, then each peer, right after one another
+        for _ in range(args.pairs):  # ours (both cases), then each peer right after
+            subprocess.run(ours_cmd, check=True, env=env)
             for case, (code, table) in cases.items():
-                subprocess.run(ours_cmd, check=True, env=env)
                 run_peer(pythons[case], case, code, table, work, args.rounds)
                 runs[case].append({side: _times(work, case, side) for side in ("ours", "peer")})
         print(f"time per map of one 64x64 input, median of {args.rounds} rounds of 5 real "

@@ -56,16 +56,14 @@ def _bare_box(image, cells_layer, side: int = 40) -> tuple[int, int, int, int]:
     """A box of `side` pixels that no cell box touches (red cells and slide only)."""
     import numpy as np
 
-    taken = np.zeros(image.shape[:2], bool)
+    from napari_leukemia.sanity.placement import free_offsets
+
+    occupied = np.zeros(image.shape[:2], bool)
     for corners in cells_layer.data:
         (r0, c0), (r1, c1) = np.min(corners, axis=0), np.max(corners, axis=0)
-        taken[int(r0) : int(r1) + 1, int(c0) : int(c1) + 1] = True
-    return next(
-        (r, c, r + side, c + side)
-        for r in range(0, image.shape[0] - side, 8)
-        for c in range(0, image.shape[1] - side, 8)
-        if not taken[r : r + side, c : c + side].any()
-    )
+        occupied[max(int(r0), 0) : int(r1) + 1, max(int(c0), 0) : int(c1) + 1] = True
+    top, left = (int(v) for v in free_offsets(occupied, (0, 0, side, side), step=8)[0])
+    return top, left, top + side, left + side
 
 
 def classify_drawn_box(viewer, classify) -> None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,18 @@ def tmpfs(tmp_path):
     yield mount
     for folder in reversed(mounted):
         subprocess.run(["umount", str(folder)], check=False)
+
+
+def bare_box(shape, boxes, side: int) -> tuple[int, int, int, int]:
+    """The first `side`-px box (raster order, 4-px grid) of an image of `shape` that no
+    box in `boxes` touches: red cells and slide only."""
+    from napari_leukemia.sanity.placement import free_offsets
+
+    occupied = np.zeros(shape[:2], bool)
+    for r0, c0, r1, c1 in boxes:
+        occupied[max(int(r0), 0) : int(r1), max(int(c0), 0) : int(c1)] = True
+    top, left = free_offsets(occupied, (0, 0, side, side))[0]
+    return int(top), int(left), int(top) + side, int(left) + side
 
 
 _exit_status = {"code": 0}

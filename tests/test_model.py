@@ -13,7 +13,7 @@ from napari_leukemia.model.backend import keras_module
 from napari_leukemia.model.classify import ModelError, classify, load_model
 from napari_leukemia.model.metadata import ModelInfo, file_sha256, read_info
 from napari_leukemia.synthetic import make_smear
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, bare_box
 
 FOLDERS = ("Benign", "Early", "Pre", "Pro")
 
@@ -280,17 +280,7 @@ def test_classify_widget_says_when_a_drawn_box_holds_no_white_cell(make_napari_v
     found = detect_cells(smear.image)
     data, kwargs, _ = selection.cells_layer_data(found, "smear")
     cells = viewer.add_shapes(data, **kwargs)
-    taken = np.zeros(smear.image.shape[:2], bool)
-    for cell in found:
-        r0, c0, r1, c1 = cell.bbox
-        taken[r0:r1, c0:c1] = True
-    side = 40
-    empty = next(
-        (r, c, r + side, c + side)
-        for r in range(0, smear.image.shape[0] - side, 8)
-        for c in range(0, smear.image.shape[1] - side, 8)
-        if not taken[r : r + side, c : c + side].any()
-    )
+    empty = bare_box(smear.image.shape, [c.bbox for c in found], 40)
     cells.add_rectangles(selection.bbox_to_rectangle(empty))
     widget = ClassifyWidget(viewer)
     widget.image.value = layer

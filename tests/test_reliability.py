@@ -11,6 +11,7 @@ from napari_leukemia.model import calibration, ood
 from napari_leukemia.model.classify import UNFAMILIAR_NOTE, classify, load_model
 from napari_leukemia.model.metadata import ModelInfo
 from napari_leukemia.synthetic import make_smear
+from tests.conftest import bare_box
 
 
 def _gaussian_features(rng, n_per_class=400, dims=6):
@@ -118,17 +119,8 @@ def test_a_box_without_a_white_cell_is_flagged_whatever_the_ood_score(tmp_path, 
     image = smear.image
     cells = detect_cells(image)
     r0, c0, r1, c1 = cells[0].bbox
-    taken = np.zeros(image.shape[:2], bool)
-    for cell in cells:
-        a, b, c, d = cell.bbox
-        taken[a:c, b:d] = True
     side = r1 - r0
-    empty = next(
-        (r, c, r + side, c + side)
-        for r in range(0, image.shape[0] - side, 4)
-        for c in range(0, image.shape[1] - side, 4)
-        if not taken[r : r + side, c : c + side].any()
-    )
+    empty = bare_box(image.shape, [c.bbox for c in cells], side)
     inside = (r0 + side // 4, c0 + (c1 - c0) // 4, r1 - side // 4, c1 - (c1 - c0) // 4)
     loose = (r0 - 6, c0 - 6, r1 + 6, c1 + 6)
     rim = (r1 - 2, c0, r1 - 2 + side, c1)  # starts on the cell's last two rows

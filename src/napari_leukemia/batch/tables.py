@@ -43,9 +43,10 @@ def write_table(fs, path: str, table: pd.DataFrame, meta: dict | None = None) ->
     try:
         fs.pipe_file(partial, to_parquet_bytes(table, meta))
         fs.mv(partial, path)
-    finally:
+    except BaseException:
         if fs.exists(partial):
             fs.rm(partial)
+        raise
 
 
 def read_table(fs, path: str) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..memo import Memo
 from ..model.backend import tensorflow_module
 from .graph import (
     LINEAR,
@@ -263,7 +264,7 @@ class SmoothGradEngine:
             self._noise_fn = compile_function(self._first_noise, [spec, count, seed])
             noise = tf.TensorSpec(None, tf.float32)
             self._fn = compile_function(self._split_chunk, [spec, noise, sigma, TARGETS_SPEC])
-            self._noise: dict = {}
+            self._noise = Memo(self.NOISE_KEPT)
 
     def _chunk(self, x, n, sigma, seed, target):
         noisy = x + sigma * _unit_noise(x, n, seed)
@@ -295,11 +296,8 @@ class SmoothGradEngine:
         if self.split is None:
             return self._fn(x, n, sigma, seed, target)
         key = (tuple(int(v) for v in seed), n, tuple(np.shape(x)[1:]))
-        if key not in self._noise:
-            while len(self._noise) >= self.NOISE_KEPT:
-                self._noise.pop(next(iter(self._noise)))
-            self._noise[key] = self._noise_fn(x, n, seed)
-        return self._fn(x, self._noise[key], sigma, target)
+        noise, _ = self._noise.get(key, lambda: self._noise_fn(x, n, seed))
+        return self._fn(x, noise, sigma, target)
 
     def __call__(self, x, samples, sigma, seed, target, batch_size):
         """(mean gradient (1, ...), logits of x (1, K), resolved target)."""

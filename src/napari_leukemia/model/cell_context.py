@@ -102,12 +102,18 @@ def full_mask(cell, shape) -> np.ndarray:
     return out
 
 
+def pixels_in_box(masks: list, bbox) -> list[int]:
+    """How many pixels of each full-image mask lie inside `bbox` (clipped at 0)."""
+    r0, c0, r1, c1 = (int(v) for v in bbox)
+    return [int(np.count_nonzero(m[max(r0, 0) : r1, max(c0, 0) : c1])) for m in masks]
+
+
 def best_overlap(found: list, bbox, shape) -> np.ndarray:
     """The mask in `found` with most pixels inside `bbox`, or the box itself."""
-    r0, c0, r1, c1 = (int(v) for v in bbox)
-    overlaps = [int(m[max(r0, 0) : r1, max(c0, 0) : c1].sum()) for m in found]
+    overlaps = pixels_in_box(found, bbox)
     if overlaps and max(overlaps) > 0:
         return found[int(np.argmax(overlaps))]
+    r0, c0, r1, c1 = (int(v) for v in bbox)
     out = np.zeros(shape[:2], bool)
     out[max(r0, 0) : r1, max(c0, 0) : c1] = True
     return out

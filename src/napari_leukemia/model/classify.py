@@ -406,21 +406,22 @@ def cells_found(image: np.ndarray, boxes, masks=None, detected=None) -> list[boo
     Otherwise the field's detections are used (`detected`, their full-image masks, or
     those remembered per image by `memo`).
     """
+    from .cell_context import pixels_in_box
+
     if masks is not None:
         return [bool(np.any(m)) for m in masks]
     if detected is None:
         from ..memo import detected_masks
 
         detected = detected_masks(image)
-    found = detected
+    areas = [max(int(np.count_nonzero(m)), 1) for m in detected]
     out = []
     for box in boxes:
         r0, c0, r1, c1 = (max(int(v), 0) for v in box)
-        area = max((r1 - r0) * (c1 - c0), 1)
+        box_area = max((r1 - r0) * (c1 - c0), 1)
         out.append(any(
-            (inside := int(m[r0:r1, c0:c1].sum())) >= CELL_IN_BOX_SHARE * area
-            or inside >= CELL_IN_BOX_SHARE * max(int(m.sum()), 1)
-            for m in found
+            inside >= CELL_IN_BOX_SHARE * box_area or inside >= CELL_IN_BOX_SHARE * area
+            for inside, area in zip(pixels_in_box(detected, box), areas, strict=True)
         ))  # fmt: skip
     return out
 
