@@ -299,8 +299,9 @@ def test_an_image_whose_full_size_maps_would_not_fit_keeps_them_per_cell(
     columns = ["cell", "min_row", "min_col", "max_row", "max_col", "class"]
     pd.testing.assert_frame_equal(per_cell["cells"][columns], full["cells"][columns])
     probabilities = [c for c in full["cells"].columns if c.startswith("P(")]
-    np.testing.assert_allclose(per_cell["cells"][probabilities], full["cells"][probabilities],
-                               rtol=1e-5)  # the same inputs, batched in other groups
+    np.testing.assert_allclose(
+        per_cell["cells"][probabilities], full["cells"][probabilities], rtol=1e-5
+    )  # the same inputs, batched in other groups
     for method in METHODS:
         for i, transform in enumerate(per_cell["transforms"]):
             pasted = map_to_image(per_cell["maps"][method][i], RoiTransform(**transform))

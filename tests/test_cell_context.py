@@ -165,3 +165,24 @@ def test_growing_a_mask_locally_equals_dilating_the_whole_image():
             checked += 1
     assert checked > 150
     assert not _grown(np.zeros((5, 5), bool)).any()  # no cell, no pixels
+
+
+def test_integrated_gradients_starts_from_the_blank_slide_for_a_cell_only_model(
+    smear, cell_only_model
+):
+    """The automatic baseline of a model that reads the cell alone is the blank slide:
+    the blanked pixels get exactly no attribution. Black (0) gives them some."""
+    from napari_leukemia.explain import explain_full
+
+    cell = detect_cells(smear.image)[0]
+    spec = cell_only_model.info.input
+    x = cell_inputs(smear.image, [cell.bbox], spec)[0][0]
+    blank = np.all(x == BLANK, axis=-1)
+    assert 0 < blank.sum() < blank.size
+    auto = explain_full(smear.image, "integrated_gradients", cell_only_model, bbox=cell.bbox)
+    assert auto.params["baseline"] == BLANK
+    assert not auto.input_map[blank].any() and auto.input_map[~blank].any()
+    black = explain_full(
+        smear.image, "integrated_gradients", cell_only_model, bbox=cell.bbox, baseline=0.0
+    )
+    assert black.input_map[blank].any()

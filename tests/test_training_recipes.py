@@ -86,3 +86,47 @@ def test_a_focus_penalty_needs_a_cell_only_model(tmp_path):
             input_spec("default-cell"),
             {},
         )
+
+
+def test_mask_jitter_shaves_a_square_rim_of_0_to_k_pixels_off_each_cell():
+    """Each jittered input is its cell with the blank surroundings dilated by a square
+    of side 2r + 1 for one r in 0..k (scipy's binary dilation), and nothing else changes."""
+    from scipy.ndimage import binary_dilation
+
+    k = 3
+    one = np.full((20, 20, 3), BLANK, np.float32)
+    one[4:15, 6:17] = np.linspace(0.2, 0.6, 11 * 11 * 3, dtype=np.float32).reshape(11, 11, 3)
+    one[9, 3] = 0.4  # a lone cell pixel near the edge
+    images = np.repeat(one[None], 64, axis=0)
+    out = augment.jitter_mask(images, k, seed=5).numpy()
+    outside = np.all(one >= BLANK, axis=-1)
+    candidates = []
+    for r in range(k + 1):
+        grown = binary_dilation(outside, np.ones((2 * r + 1,) * 2, bool)) if r else outside
+        candidates.append(np.where(grown[..., None], BLANK, one))
+    seen = set()
+    for image in out:
+        matches = [r for r, c in enumerate(candidates) if np.array_equal(image, c)]
+        assert matches, "an input is not its cell shaved by a square rim"
+        seen.add(matches[0])
+    assert seen == set(range(k + 1))  # every width is drawn
+
+
+def test_mask_jitter_grows_training_masks_and_needs_a_cell_only_model():
+    from napari_leukemia.model.architectures import input_spec
+    from napari_leukemia.model.cell_context import GROW_PX
+    from napari_leukemia.model.inputs import field_inputs
+    from napari_leukemia.model.training import Recipe, check_recipe
+
+    with pytest.raises(ValueError, match="reads the cell alone"):
+        check_recipe(Recipe(mask_jitter=3), "default", input_spec("default"), {})
+    with pytest.raises(ValueError, match="number of pixels"):
+        check_recipe(Recipe(mask_jitter=1.5), "default-cell", input_spec("default-cell"), {})
+    image = make_smear(seed=3).image
+    spec = input_spec("default-cell")
+    usual, cells = field_inputs(image, spec)
+    wider, _ = field_inputs(image, spec, GROW_PX + 3)
+    same, _ = field_inputs(image, spec, GROW_PX)
+    assert np.array_equal(usual, same)
+    kept = lambda x: np.any(x < BLANK, axis=-1).sum(axis=(1, 2))  # noqa: E731
+    assert np.all(kept(wider) > kept(usual)) and len(cells) == len(usual)

@@ -49,6 +49,7 @@ def _train(args: argparse.Namespace) -> int:
             recipe=Recipe(
                 stain_jitter=args.stain_jitter,
                 focus_penalty=args.focus_penalty,
+                mask_jitter=args.mask_jitter,
                 init=None if args.init is None else str(args.init),
             ),
         )
@@ -388,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="weight of the penalty on input gradients outside the cell, e.g. 1 "
         "(cell-only models; default 0: off)",
+    )
+    train.add_argument(
+        "--mask-jitter",
+        type=int,
+        default=0,
+        help="grow training cells' masks this many pixels more and shave a random 0 to "
+        "that many off each input again, so calls do not hang on the mask's exact edge "
+        "(cell-only models; e.g. 3; default 0: off)",
     )
     train.add_argument(
         "--init",

@@ -416,6 +416,22 @@ def _run(ctx, method, items: list[_Item], targets, values) -> list[Explanation]:
     return [_explanation(ctx, method, info, values, item, maps, i) for i, item in enumerate(items)]
 
 
+def _model_defaults(ctx: _Context, values: dict) -> dict:
+    """Fill the automatic Integrated Gradients baseline from the model.
+
+    A model that reads the cell alone sees everything outside the cell as the blank
+    slide (`cell_context.BLANK`), so its "no evidence" input is a blank slide, not black:
+    from that baseline the blanked surroundings get no attribution (x − x′ = 0 there)
+    and the map sums to f(cell) − f(blank slide). Other models keep black (0).
+    """
+    if "baseline" not in values or values["baseline"] is not None:
+        return values
+    from ..model.cell_context import BLANK
+
+    cell_only = ctx.plugin and ctx.loaded.info.input.context == "cell"
+    return {**values, "baseline": BLANK if cell_only else 0.0}
+
+
 def explain_full(image, method: str, model=None, target=None, *, bbox=None, **params):
     """Like `explain`, but return the full `Explanation` (map, target, notes, transform).
 
@@ -426,8 +442,8 @@ def explain_full(image, method: str, model=None, target=None, *, bbox=None, **pa
     from ..model.inputs import bbox_batch, own_masks, refuse_roi_stack, roi_stack, single_bbox
 
     info = method_info(method)
-    values = info.resolve(params)
     ctx = _Context.of(model)
+    values = _model_defaults(ctx, info.resolve(params))
     stack = roi_stack(image)
     boxes = None if bbox is None else bbox_batch(bbox)
     masks = None if bbox is None or stack is not None else own_masks(bbox, np.shape(image))

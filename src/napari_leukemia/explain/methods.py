@@ -226,10 +226,11 @@ METHODS: dict[str, MethodInfo] = {
                 ),
                 Param(
                     "baseline",
-                    0.0,
-                    "reference input: a number or an array shaped like the model input "
-                    "(0 = black in the model's input space)",
-                    _baseline,
+                    None,
+                    "reference input: a number or an array shaped like the model input; "
+                    "None = the model's empty input: the blank slide for a plugin model "
+                    "that reads the cell alone, else 0 (black in the input space)",
+                    _optional(_baseline),
                 ),
                 _BATCH,
             ),

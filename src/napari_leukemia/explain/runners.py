@@ -309,6 +309,7 @@ class IntegratedGradientsRunner(Runner):
     def run_one(self, batch, i):
         x = batch.x[i]
         baseline = batch.params["baseline"]
+        baseline = 0.0 if baseline is None else baseline  # a plain model: black
         try:
             base = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)[None]
         except ValueError as error:

@@ -28,8 +28,9 @@ GROW_PX = 2
 BLANK = 1.0
 
 
-def cell_masks(image: np.ndarray, bboxes, masks=None) -> list[np.ndarray]:
-    """The pixels (bool, image rows x cols) of the cell in each box, grown by `GROW_PX`.
+def cell_masks(image: np.ndarray, bboxes, masks=None, grow_px: int = GROW_PX) -> list[np.ndarray]:
+    """The pixels (bool, image rows x cols) of the cell in each box, grown by `grow_px`
+    (`GROW_PX` for every model input; training with mask jitter grows them more).
 
     `masks` are the cells' own full-image masks when known (the cells of
     `detect_cells`). Otherwise the detector runs once on the whole field, as it does
@@ -47,32 +48,32 @@ def cell_masks(image: np.ndarray, bboxes, masks=None) -> list[np.ndarray]:
 
                 found = detected_masks(image)
             mask = best_overlap(found, bbox, np.shape(image))
-        grown.append(_grown(np.asarray(mask, bool)))
+        grown.append(_grown(np.asarray(mask, bool), grow_px))
     return grown
 
 
-def _grown(mask: np.ndarray) -> np.ndarray:
-    """`mask` dilated by `GROW_PX`, computed only around its pixels (the same result as
+def _grown(mask: np.ndarray, grow_px: int = GROW_PX) -> np.ndarray:
+    """`mask` dilated by `grow_px`, computed only around its pixels (the same result as
     dilating the whole image, a few times faster on a field)."""
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     out = np.zeros(mask.shape, bool)
     if rows.size == 0:
         return out
-    pad = GROW_PX + 1
+    pad = grow_px + 1
     top, left = max(rows[0] - pad, 0), max(cols[0] - pad, 0)
     bottom, right = min(rows[-1] + pad + 1, mask.shape[0]), min(cols[-1] + pad + 1, mask.shape[1])
-    out[top:bottom, left:right] = isotropic_dilation(mask[top:bottom, left:right], GROW_PX)
+    out[top:bottom, left:right] = isotropic_dilation(mask[top:bottom, left:right], grow_px)
     return out
 
 
-def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None) -> list:
+def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None, grow_px: int = GROW_PX) -> list:
     """(ROI, transform) per box, as `extract_roi` gives them, of the image with every
     pixel outside the cell's grown mask set to `BLANK` *before* resizing, so no pixel
     of the surroundings reaches the ROI, not even through interpolation."""
     rgb = as_rgb(image).astype(np.float32)
     shape = rgb.shape[:2]
     out = []
-    for bbox, mask in zip(bboxes, cell_masks(image, bboxes, masks), strict=True):
+    for bbox, mask in zip(bboxes, cell_masks(image, bboxes, masks, grow_px), strict=True):
         bbox, note = clip_bbox(bbox, shape)
         if note:  # as for any ROI: a box past the image is clipped, and the user told
             warnings.warn(note, RoiWarning, stacklevel=4)

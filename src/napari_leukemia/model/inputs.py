@@ -33,16 +33,19 @@ def convert(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     raise ValueError(f"Unknown preprocessing pipeline {spec.pipeline!r} in the model metadata.")
 
 
-def cell_inputs(image: np.ndarray, bboxes, spec: InputSpec, masks=None) -> tuple[np.ndarray, list]:
+def cell_inputs(
+    image: np.ndarray, bboxes, spec: InputSpec, masks=None, grow_px: int | None = None
+) -> tuple[np.ndarray, list]:
     """Model inputs (N, rows, cols, channels) for the cells in `bboxes`, and their ROI
     transforms. The image is prepared once for all cells (value range, padding colour),
     so the cost per cell does not grow with the image. For a model that reads the cell
     alone (``spec.context == "cell"``) everything but the cell is blanked; `masks`
-    (full-image bool masks, one per box) are the cells' own, else the detector's."""
+    (full-image bool masks, one per box) are the cells' own, else the detector's;
+    `grow_px` overrides how far they are grown (training with mask jitter only)."""
     if spec.context == "cell":  # blanked outside the cell: no padding colour needed
-        from .cell_context import cell_only_rois
+        from .cell_context import GROW_PX, cell_only_rois
 
-        rois = cell_only_rois(image, bboxes, spec, masks)
+        rois = cell_only_rois(image, bboxes, spec, masks, GROW_PX if grow_px is None else grow_px)
     else:
         source = _roi_source(image, bboxes, spec)
         rois = [source.extract(bbox, spec.size, spec.margin) for bbox in bboxes]
@@ -145,8 +148,11 @@ def field_cells(image: np.ndarray, max_cells: int = MAX_CELLS_PER_FIELD):
     return detect_cells(image)[:max_cells]
 
 
-def field_inputs(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, list]:
-    """All model inputs for one field image: one per cell, or the whole field.
+def field_inputs(
+    image: np.ndarray, spec: InputSpec, grow_px: int | None = None
+) -> tuple[np.ndarray, list]:
+    """All model inputs for one field image: one per cell, or the whole field
+    (`grow_px`: see `cell_inputs`).
 
     Returns (batch of inputs, list of cells used; empty for field models or when no
     cell was found, in which case the whole field is used as a single input).
@@ -155,7 +161,7 @@ def field_inputs(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, list]:
         cells = field_cells(image)
         if cells:
             masks = [full_mask(c, np.shape(image)) for c in cells]
-            return cell_inputs(image, [c.bbox for c in cells], spec, masks)[0], cells
+            return cell_inputs(image, [c.bbox for c in cells], spec, masks, grow_px)[0], cells
         return convert(image, spec)[None], []
     return convert(image, spec)[None], []
 

@@ -45,20 +45,27 @@ class Recipe:
     focus_penalty: weight of the penalty on input gradients outside the cell, 0 = off;
     cell-only models only (`focus_penalty`). init: a saved model of the same
     architecture and split to start from (fine-tuning) instead of random weights.
+    mask_jitter: cell-only models only; training cells keep their mask grown by this
+    many more image pixels, and each augmented input loses a random 0 to `mask_jitter`
+    pixel rim of it again (`augment.jitter_mask`), so that the model does not depend
+    on where exactly the detector draws a cell's edge, which moves with the field
+    around the cell. 0 = off.
     """
 
     stain_jitter: float = 0.0
     focus_penalty: float = 0.0
     init: str | None = None
+    mask_jitter: int = 0
 
 
-def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec) -> Arrays:
-    """Prepare the model inputs of the images at `indices` (all cells of each field)."""
+def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec, grow_px=None) -> Arrays:
+    """Prepare the model inputs of the images at `indices` (all cells of each field;
+    `grow_px`: see `inputs.cell_inputs`)."""
     from ..images import read_image
 
     xs, ys, fields = [], [], []
     for index in indices:
-        batch, _ = field_inputs(read_image(data.paths[index]), spec)
+        batch, _ = field_inputs(read_image(data.paths[index]), spec, grow_px)
         xs.append(batch)
         ys.extend([data.labels[index]] * len(batch))
         fields.extend([index] * len(batch))
@@ -84,6 +91,8 @@ def _tf_dataset(arrays: Arrays, batch_size: int, recipe: Recipe | None = None, s
         def apply(images, labels):
             k = tf.random.uniform([], 0, 4, dtype=tf.int32, seed=seed)
             images = geometry(tf.image.rot90(images, k), training=True)
+            if recipe.mask_jitter > 0:
+                images = augment.jitter_mask(images, recipe.mask_jitter, seed)
             outside = augment.outside_cell(images)
             if recipe.stain_jitter > 0 and images.shape[-1] == 3:
                 images = augment.stain_jitter(images, recipe.stain_jitter, seed)
@@ -184,9 +193,15 @@ def _subsample(parts: dict, max_images: int | None, seed: int) -> dict:
     }
 
 
-def _load_inputs(data, parts: dict, spec) -> dict:
-    """The model inputs of each split, with a one-line report of their sizes."""
-    arrays = {k: load_arrays(data, v, spec) for k, v in parts.items()}
+def _load_inputs(data, parts: dict, spec, mask_jitter: int = 0) -> dict:
+    """The model inputs of each split, with a one-line report of their sizes (training
+    cells with their masks grown `mask_jitter` pixels more, see `Recipe`)."""
+    from .cell_context import GROW_PX
+
+    wider = GROW_PX + mask_jitter if mask_jitter else None
+    arrays = {
+        k: load_arrays(data, v, spec, wider if k == "train" else None) for k, v in parts.items()
+    }
     sizes = [f"{k} {len(v.y)} from {len(parts[k])} images" for k, v in arrays.items()]
     print("Inputs: " + ", ".join(sizes), flush=True)
     return arrays
@@ -217,15 +232,18 @@ def check_recipe(recipe: Recipe, arch: str, spec, split: dict) -> None:
     """Refuse a recipe that cannot apply: a focus penalty needs a cell-only input, and a
     start model must be of the same architecture and trained on the same split (else
     this run's test images may have been its training images)."""
-    for name in ("stain_jitter", "focus_penalty"):
+    for name in ("stain_jitter", "focus_penalty", "mask_jitter"):
         value = getattr(recipe, name)
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"The {name.replace('_', ' ')} must be 0 or more, got {value!r}.")
-    if recipe.focus_penalty > 0 and spec.context != "cell":
-        raise ValueError(
-            f"A focus penalty needs a model that reads the cell alone; {arch!r} sees the "
-            "cell's surroundings. Use --arch default-cell."
-        )
+    if recipe.mask_jitter != int(recipe.mask_jitter):
+        raise ValueError(f"The mask jitter is a number of pixels, got {recipe.mask_jitter!r}.")
+    for name, label in (("focus_penalty", "A focus penalty"), ("mask_jitter", "Mask jitter")):
+        if getattr(recipe, name) > 0 and spec.context != "cell":
+            raise ValueError(
+                f"{label} needs a model that reads the cell alone; {arch!r} sees the "
+                "cell's surroundings. Use --arch default-cell."
+            )
     if recipe.init:
         from .metadata import read_info
 
@@ -390,7 +408,7 @@ def train(
     check_recipe(
         recipe, arch, spec, {k: [data.paths[i].name for i in v] for k, v in parts.items()}
     )
-    arrays = _load_inputs(data, parts, spec)
+    arrays = _load_inputs(data, parts, spec, int(recipe.mask_jitter))
     keras_module().utils.set_random_seed(seed)
     model, fitted = _compiled_model(arch, len(data.class_names), spec, recipe)
     options = dict(
