@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 
@@ -184,17 +185,19 @@ class RawMap:
     layer: str | None = None
 
 
-def run_batch(model, method, x, targets, params, domain=None):
+def run_batch(model, method, x, targets, params, domain=None, graph=None):
     """`BatchMaps` of prepared inputs x (N, rows, cols, channels); params resolved.
 
-    targets: one class index or None (predicted class) per input.
+    targets: one class index or None (predicted class) per input. graph: the model's
+    `get_graph`, when the caller has it.
     """
     from .runners import Batch, runner_for
 
     batch = np.asarray(x, dtype=np.float32)
     t = np.array([-1 if v is None else int(v) for v in targets], dtype=np.int32)
-    get_graph(model)  # check the backend and walk the model before anything else
-    work = Batch(model, method, batch, t, params, domain)
+    if graph is None:
+        graph = get_graph(model)  # check the backend and walk the model before anything else
+    work = Batch(model, method, batch, t, params, domain, graph)
     return runner_for(method).run_batch(work)
 
 
@@ -242,11 +245,14 @@ def attribute(model, x, method: str, target=None, **params):
     batch = np.asarray(x, dtype=np.float32)
     if batch.ndim == 3:
         batch = batch[None]
-    targets = [None] * len(batch) if target is None else list(np.broadcast_to(target, len(batch)))
+    if target is None or isinstance(target, Integral):
+        targets = [target] * len(batch)
+    else:
+        targets = list(np.broadcast_to(target, len(batch)))
     graph = get_graph(model)
     classes = graph.shapes.get(graph.output, (None, None))[-1]
     for t in targets:
         if t is not None and classes is not None and not 0 <= int(t) < classes:
             raise ExplainError(f"target {t} does not exist; the model has {classes} classes.")
-    result = run_batch(model, method, batch, targets, values)
+    result = run_batch(model, method, batch, targets, values, graph=graph)
     return result.maps, np.asarray(result.logits), np.asarray(result.targets)
