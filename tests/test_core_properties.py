@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -74,12 +74,21 @@ def extreme_map_and_labels(draw):
     return relevance, labels
 
 
+#: Found by the test below: ±1e308 cancel, leaving a net sum of 12 tiny values whose
+#: shares overflowed when divided by it.
+CANCELLING = np.full((4, 4), 4.19910518e-11)
+CANCELLING[0, :2], CANCELLING[0, 3], CANCELLING[1, 0] = 1e308, -1e308, -1e308
+CANCELLING_LABELS = np.zeros((4, 4), np.uint8)
+CANCELLING_LABELS[0, 0], CANCELLING_LABELS[0, 2] = 1, 2
+
+
 @FAST
 @given(
     extreme_map_and_labels(),
     st.sampled_from(["mean", "percentile:70", "topk:5", "otsu"]),
     st.sampled_from(["positive", "absolute", "signed"]),
 )
+@example((CANCELLING, CANCELLING_LABELS), "mean", "signed")
 def test_maps_near_overflow_or_subnormal_never_give_nan(data, threshold, sign):
     """Issue 14 #16: values near 1e308 or subnormal maps gave NaN mass in defined rows."""
     relevance, labels = data

@@ -466,9 +466,12 @@ def quantify(
     unit = scaled[0].ravel()  # exactly scaled: the sums cannot overflow
     mass_all = np.bincount(index, weights=unit, minlength=counts.size)
     total = float(mass_all.sum())
+    # a net sum within the rounding error of the sum itself (n·ε·Σ|r|) is zero: + and −
+    # cancel, and dividing by what is left would give meaningless, even infinite, shares
+    cancelled = abs(total) <= unit.size * np.finfo(np.float64).eps * float(np.abs(unit).sum())
     zeros = np.zeros(present.size)
-    defined = vmax != vmin and total != 0.0
-    if total == 0.0:
+    defined = vmax != vmin and not cancelled
+    if cancelled:
         reason = "all zero" if vmax == vmin else "of zero net sum (+ and - cancel)"
         mass = density = rank = zeros
     else:
@@ -502,7 +505,7 @@ def quantify(
     else:
         pointing = np.zeros(present.size, bool)
     unlabelled = (bin_values == 0) & (counts > 0)
-    if total != 0.0:
+    if not cancelled:
         attrs["unlabelled_relevance_mass"] = float(mass_all[unlabelled].sum() / total)
     table = pd.DataFrame(
         {
