@@ -40,7 +40,8 @@ def wait(done, timeout: float = 300.0) -> None:
 
 def show_tab(viewer, name: str) -> None:
     """Raise the dock widget `name` (the docks are tabbed)."""
-    dock = viewer.window._dock_widgets[f"{name} (napari-leukemia)"]
+    widget = viewer.window.dock_widgets[f"{name} (napari-leukemia)"]
+    dock = getattr(widget, "native", widget).parent()  # the dock around the widget
     dock.show()
     dock.raise_()
     settle()
@@ -95,7 +96,7 @@ def main() -> None:
     window = viewer.window._qt_window
     window.showNormal()
     window.resize(*SIZE)
-    docks = list(viewer.window._dock_widgets.values())
+    docks = [getattr(w, "native", w).parent() for w in viewer.window.dock_widgets.values()]
     window.resizeDocks(docks, [460] * len(docks), Qt.Orientation.Horizontal)
     settle()
     truth = [lay for lay in viewer.layers if "labels" in lay.name][0]
