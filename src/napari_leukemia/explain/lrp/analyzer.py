@@ -158,14 +158,37 @@ def _add(total, part):
     return part if total is None else total + part
 
 
-def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None):
-    """Relevance of each input of a linear op under `rule` (the gradient trick)."""
+def _reads_forward(terms, bias) -> bool:
+    """True when a rule's only term is the op itself (LRP-0 / LRP-ε): its denominator is
+    the forward output and its gradient that of the forward op."""
+    first = terms[0]
+    return (
+        len(terms) == 1
+        and (first.input, first.weights, first.sign) == ("x", "w", 1.0)
+        and (first.bias or bias is None)
+    )
+
+
+def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None, forward=None):
+    """Relevance of each input of a linear op under `rule` (the gradient trick).
+
+    `forward`: the tape that recorded the forward pass. A rule that reads the forward op
+    alone takes its gradient from there instead of running the op again.
+    """
     linear = op.linear
     kernel, bias = linear.params()
     contributions = [None] * len(xs)
     for group in rule.groups:
         terms = _effective_terms(group.terms, linear.weightless, nonneg, bias is not None)
         if group.weight == 0 or not terms:
+            continue
+        if forward is not None and _reads_forward(terms, bias):
+            weighted = relevance if group.weight == 1.0 else group.weight * relevance
+            scaled = weighted / stabilize(z, rule.epsilon)
+            grads = forward.gradient(z, xs, output_gradients=scaled)
+            for j, (value, grad) in enumerate(zip(xs, grads, strict=True)):
+                if grad is not None:
+                    contributions[j] = _add(contributions[j], value * grad)
             continue
         inputs = [_term_inputs(term, xs, bounds, op, rule) for term in terms]
         kernels = [_modify_weights(t.weights, kernel) for t in terms]
@@ -187,8 +210,11 @@ def propagate_linear(op, xs, z, relevance, rule: Rule, nonneg: bool, bounds=None
     return contributions
 
 
-def route(op, xs, relevance):
-    """Send relevance back the way values came (vector-Jacobian product)."""
+def route(op, xs, relevance, y=None, forward=None):
+    """Send relevance back the way values came (vector-Jacobian product); from the
+    tape of the forward pass when given (`y`: the op's recorded output)."""
+    if forward is not None:
+        return forward.gradient(y, xs, output_gradients=relevance)
     with tf.GradientTape() as tape:
         for x in xs:
             tape.watch(x)
@@ -230,7 +256,9 @@ class LRPAnalyzer:
 
     def _analyze(self, x, target, low, high):
         graph = self.graph
-        values = graph.run(x, linear_forward=True)
+        with tf.GradientTape(persistent=True) as tape:  # recorded once, reused below
+            tape.watch(x)
+            values = graph.run(x, linear_forward=True)
         logits = values[graph.output]
         target = resolve_target(logits, target)
         relevance = {graph.output: tf.one_hot(target, tf.shape(logits)[-1]) * logits}
@@ -248,17 +276,22 @@ class LRPAnalyzer:
             if r is None:
                 continue
             xs = [values[k] for k in op.inputs]
+            # the recorded pass gives d output / d input only for one-input ops: with
+            # more (residual sums), an input's gradient would also flow through another
+            forward = tape if len(xs) == 1 else None
             if op.kind == LINEAR:
                 rule = self._rules[id(op)]
                 nonneg = all(self._nonneg.get(k, False) for k in op.inputs)
                 op_bounds = None
                 if rule.needs_bounds and all(k in bounds for k in op.inputs):
                     op_bounds = [bounds[k] for k in op.inputs]
-                parts = propagate_linear(op, xs, values[op.output], r, rule, nonneg, op_bounds)
+                parts = propagate_linear(
+                    op, xs, values[op.output], r, rule, nonneg, op_bounds, forward
+                )
             elif op.kind == IDENTITY:
                 parts = [r]
             else:  # ROUTE and ACTIVATION: the vector-Jacobian product
-                parts = route(op, xs, r)
+                parts = route(op, xs, r, values[op.output], forward)
             for key, part in zip(op.inputs, parts, strict=True):
                 if part is None:
                     continue
