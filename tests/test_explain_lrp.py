@@ -17,6 +17,18 @@ from tests.test_explain import close, default_cnn, direct_gradient, keras
 LRP_METHODS = ["lrp_z", "lrp_epsilon", "lrp_alpha_beta", "deep_taylor"]
 
 
+def lrp0_walk(model, x, target) -> np.ndarray:
+    """LRP-0 by the rule walk, never the Gradient × Input shortcut: the tests that
+    check the walk against the identity must run the walk."""
+    from napari_leukemia.explain.lrp.analyzer import LRPAnalyzer
+    from napari_leukemia.explain.lrp.composites import lrp_z
+
+    analyzer = LRPAnalyzer(get_lrp_graph(model)[0], lrp_z(), "lrp_z", shortcut=False)
+    assert not analyzer.gradient_form
+    relevance, _, _ = analyzer(x[None].astype(np.float32), np.array([target], np.int32))
+    return relevance.numpy()[0].sum(-1)
+
+
 # ------------------------------------------------------------- numpy reference (dense)
 def _dense_net(seed, shape=(4, 4, 2), hidden=(7, 5), classes=3, bias=True):
     rng = np.random.default_rng(seed)
@@ -110,6 +122,8 @@ def test_rules_equal_the_textbook_formulas_on_a_dense_net(case, seed):
         expected, logit = reference_lrp(weights, x, target, rule, first)
         assert got.logit == pytest.approx(logit, rel=1e-4, abs=1e-6)
         assert close(got.map, expected, 1e-4), (case, target)
+        if case == "lrp_z":
+            assert close(lrp0_walk(model, x, target), expected, 1e-4), target
 
 
 # ---------------------------------------------------------- convolutional test graphs
@@ -213,6 +227,7 @@ def test_lrp_0_equals_gradient_x_input_with_batchnorm_residuals_and_pooling(ever
         expected = (tape.gradient(score, xt).numpy()[0] * x32).sum(-1)
         got = explain(x32, "lrp_z", everything, target)
         assert close(got, expected, 2e-4)
+        assert close(lrp0_walk(everything, x32, target), expected, 2e-4)
         assert close(explain(x32, "gradient_x_input", everything, target), expected, 1e-5)
 
 
@@ -233,6 +248,28 @@ def test_lrp_0_equals_gradient_x_input_on_the_plugin_cnn(batchnorm):
     for target in range(4):
         expected = (direct_gradient(model, x, target) * x).sum(-1)
         assert close(explain(x, "lrp_z", model, target), expected, 2e-4)
+        assert close(lrp0_walk(model, x, target), expected, 2e-4)
+
+
+def test_lrp_0_takes_the_gradient_shortcut_only_where_the_identity_holds():
+    """LRP-0 = Gradient × Input needs LRP-0 in every layer and activations with
+    a(z) = z·a'(z); anything else keeps the rule walk."""
+    from napari_leukemia.explain.analyzers import cached
+    from napari_leukemia.explain.lrp.analyzer import LRPAnalyzer
+    from napari_leukemia.explain.lrp.composites import lrp_epsilon, lrp_z
+
+    relu = default_cnn(3)
+    graph = get_lrp_graph(relu)[0]
+    assert LRPAnalyzer(graph, lrp_z(), "lrp_z").gradient_form
+    assert not LRPAnalyzer(graph, lrp_epsilon(0.1), "lrp_epsilon").gradient_form
+    inputs = keras.Input((8, 8, 3))
+    hidden = keras.layers.Conv2D(4, 3, activation="elu")(inputs)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(hidden))
+    elu = keras.Model(inputs, outputs)
+    assert not LRPAnalyzer(get_lrp_graph(elu)[0], lrp_z(), "lrp_z").gradient_form
+    x = np.random.default_rng(4).random((8, 8, 3)).astype(np.float32)
+    explain(x, "lrp_z", elu, 1)  # the engine the API builds for it walks the rules
+    assert not cached(elu, ("lrp", lrp_z()), lambda: None).gradient_form
 
 
 def test_lrp_z_conserves_the_logit_without_biases(x32):

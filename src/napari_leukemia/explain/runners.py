@@ -298,10 +298,10 @@ class LRPRunner(ChunkedRunner):
     def _diagnostics(self, batch, attribution, bounds) -> dict:
         from .analyzers import get_lrp_graph
 
-        out = {
-            "relevance_sum": float(attribution.sum()),
-            "rules": self.batch_engine(batch).composite.name,
-        }
+        engine = self.batch_engine(batch)
+        out = {"relevance_sum": float(attribution.sum()), "rules": engine.composite.name}
+        if engine.gradient_form:  # the same map, one gradient instead of the rule walk
+            out["computed_as"] = "Gradient × Input (LRP-0 identity, ReLU network)"
         if batch.method == "deep_taylor":
             out.update(low=bounds[0], high=bounds[1])
         _, merged = get_lrp_graph(batch.model)

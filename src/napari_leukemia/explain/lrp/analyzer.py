@@ -12,6 +12,11 @@ The forward pass stores every op's output; relevance then walks the ops in rever
 - a tensor read by several ops (residual branches) sums the relevance they return.
 
 Relevance starts as the target's pre-softmax logit (Bach et al. 2015).
+
+LRP-0 in every layer of a network whose activations satisfy a(z) = z·a'(z) (ReLU,
+leaky ReLU, linear) is Gradient × Input, exactly (Ancona et al. 2018): by induction
+every tensor's relevance is its value times the score's gradient there. Such models get
+that one gradient instead of the rule walk (`gradient_form`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ..graph import (
     compile_function,
     input_signature,
     resolve_target,
+    target_score,
 )
 from .composites import Composite
 from .rules import Rule, Term
@@ -64,6 +70,18 @@ def unsupported_ops(graph: Graph) -> list[tuple[str, str, str]]:
                 )
             )
     return problems
+
+
+#: Activations with a(z) = z·a'(z), through which LRP-0 relevance stays value × gradient.
+HOMOGENEOUS_ACTIVATIONS = frozenset({"relu", "leaky_relu", "linear"})
+
+
+def gradient_form(graph: Graph, rules) -> bool:
+    """True when LRP with `rules` (one per linear op) equals Gradient × Input on `graph`:
+    every linear op has LRP-0 and every activation is homogeneous (max pooling, padding
+    and reshaping send relevance back as their gradient does anyway)."""
+    activations = {op.activation for op in graph.ops if op.kind == ACTIVATION}
+    return all(rule.is_lrp0 for rule in rules) and activations <= HOMOGENEOUS_ACTIVATIONS
 
 
 def check_supported(graph: Graph, method: str = "LRP") -> None:
@@ -230,7 +248,9 @@ class LRPAnalyzer:
     Returns (relevance shaped like x, logits (N, classes), target (N,)).
     """
 
-    def __init__(self, graph: Graph, composite: Composite, method: str = "LRP"):
+    def __init__(
+        self, graph: Graph, composite: Composite, method: str = "LRP", shortcut: bool = True
+    ):
         check_supported(graph, method)
         self.graph, self.composite = graph, composite
         domain = _input_domain(graph)
@@ -241,8 +261,10 @@ class LRPAnalyzer:
             if op.kind == LINEAR:
                 first = any(k in domain for k in op.inputs)
                 self._rules[id(op)] = composite.rule(op, first)
+        # shortcut=False keeps the rule walk (tests check the walk against the identity)
+        self.gradient_form = shortcut and gradient_form(graph, self._rules.values())
         self._fn = compile_function(
-            self._analyze,
+            self._gradient_x_input if self.gradient_form else self._analyze,
             [
                 input_signature(graph),
                 TARGETS_SPEC,
@@ -253,6 +275,15 @@ class LRPAnalyzer:
 
     def __call__(self, x, target, low=0.0, high=1.0):
         return self._fn(x, target, low, high)
+
+    def _gradient_x_input(self, x, target, low, high):
+        """LRP-0 on a network of homogeneous activations: x ⊙ ∂logit/∂x (module doc)."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = self.graph.run(x, linear_forward=True)[self.graph.output]
+            target = resolve_target(logits, target)
+            score = target_score(logits, target)
+        return x * tape.gradient(score, x), logits, target
 
     def _analyze(self, x, target, low, high):
         graph = self.graph

@@ -58,6 +58,15 @@ class Rule:
     epsilon: float = 1e-30
     needs_bounds: bool = False
 
+    @property
+    def is_lrp0(self) -> bool:
+        """LRP-0: the layer itself, bias included, and only the tiny default stabiliser."""
+        return (
+            self.groups == (Group((Term(),)),)
+            and self.epsilon <= Rule.epsilon
+            and not self.needs_bounds
+        )
+
 
 def z_rule() -> Rule:
     """LRP-0 / LRP-z (Bach et al. 2015): R_i = Σ_j x_i w_ij / z_j · R_j.
