@@ -106,6 +106,17 @@ def _column(values, like):
     return tf.reshape(values, shape)
 
 
+def input_gradient(graph: Graph, x, target, folded: bool):
+    """(∂logit[target]/∂x, logits, resolved target) of a batch, inside a compiled function
+    (`folded`: run linear ops from their folded parameters)."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = _logits(graph, x, folded)
+        target = resolve_target(logits, target)
+        score = target_score(logits, target)
+    return tape.gradient(score, x), logits, target
+
+
 class GradientEngine:
     """∂logit[target]/∂input for a batch; returns (gradient, logits, target).
 
@@ -120,12 +131,7 @@ class GradientEngine:
         )
 
     def _gradient(self, x, target):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = _logits(self.graph, x, self.folded)
-            target = resolve_target(logits, target)
-            score = target_score(logits, target)
-        return tape.gradient(score, x), logits, target
+        return input_gradient(self.graph, x, target, self.folded)
 
     def __call__(self, x, target):
         return self._fn(x, target)

@@ -36,7 +36,6 @@ from ..graph import (
     compile_function,
     input_signature,
     resolve_target,
-    target_score,
 )
 from .composites import Composite
 from .rules import Rule, Term
@@ -278,12 +277,10 @@ class LRPAnalyzer:
 
     def _gradient_x_input(self, x, target, low, high):
         """LRP-0 on a network of homogeneous activations: x ⊙ ∂logit/∂x (module doc)."""
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = self.graph.run(x, linear_forward=True)[self.graph.output]
-            target = resolve_target(logits, target)
-            score = target_score(logits, target)
-        return x * tape.gradient(score, x), logits, target
+        from ..gradients import input_gradient
+
+        gradient, logits, target = input_gradient(self.graph, x, target, folded=True)
+        return x * gradient, logits, target
 
     def _analyze(self, x, target, low, high):
         graph = self.graph
