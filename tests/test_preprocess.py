@@ -51,6 +51,30 @@ def test_document000_pipeline_matches_reference(rgb_uint8):
     assert np.abs(ours[..., 0] - expected).max() < 1.5 / 255
 
 
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize("shape", [(25, 31), (64, 64), (150, 170)])
+def test_colour_resize_is_scikit_image_resize_of_the_whole_array(rgb_uint8, shape, order):
+    """Channel by channel gives exactly scikit-image's numbers, growing and shrinking."""
+    from skimage.transform import resize as sk_resize
+
+    rgba = np.dstack([rgb_uint8, rgb_uint8[..., :1]])  # 4 channels, as any channel count
+    for image in (to_float(rgb_uint8), to_float(rgba)):
+        ours = preprocess.resize(image, shape, order=order)
+        theirs = sk_resize(image, shape, order=order, anti_aliasing=True, preserve_range=True)
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+        assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_colour_resize_never_mixes_channels(rgb_uint8, order):
+    image = to_float(rgb_uint8)
+    changed = image.copy()
+    changed[..., 0] = 1.0 - changed[..., 0]
+    before, after = (preprocess.resize(x, (90, 100), order=order) for x in (image, changed))
+    assert np.array_equal(before[..., 1:], after[..., 1:])
+    assert not np.array_equal(before[..., 0], after[..., 0])
+
+
 def test_unsharp_parameters_change_result(rgb_uint8):
     gray = preprocess.grayscale(rgb_uint8)
     assert not np.allclose(preprocess.unsharp_mask(gray), preprocess.unsharp_mask(gray, 2.0, -1.0))

@@ -134,16 +134,25 @@ class RoiSource:
     rgb: bool = False
 
     @classmethod
-    def of(cls, image, pad_value=None, rgb: bool = False) -> RoiSource:
-        """Prepare `image`; `pad_value` is in the image's own value scale (see `extract_roi`)."""
+    def of(cls, image, pad_value=None, rgb: bool = False, padded: bool = True) -> RoiSource:
+        """Prepare `image`; `pad_value` is in the image's own value scale (see `extract_roi`).
+        With ``padded=False`` no padding colour is prepared: only `pixels` inside the
+        image can be taken."""
         array = as_array(image)
         check_2d(array)
         low, high, note = value_range(array)
         if note:
             warnings.warn(note, ImageWarning, stacklevel=3)
         source = cls(array, low, high, np.zeros(0), rgb)
+        if not padded:
+            return source
         fill = source._median_fill() if pad_value is None else source._pad_fill(pad_value)
         return cls(array, low, high, fill, rgb)
+
+    def pixels(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
+        """The image's pixels in rows top:bottom, cols left:right (inside the image),
+        converted as the whole image would be: float in [0, 1], RGB when ``rgb``."""
+        return self._convert(self.image[top:bottom, left:right])
 
     def _convert(self, window: np.ndarray) -> np.ndarray:
         unit = np.clip(scale_to_unit(window, self.low, self.high), 0.0, 1.0)

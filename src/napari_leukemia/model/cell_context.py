@@ -19,8 +19,7 @@ import warnings
 import numpy as np
 from skimage.morphology import isotropic_dilation
 
-from ..images import as_rgb
-from ..roi import RoiTransform, RoiWarning, clip_bbox, extract_roi, square_window
+from ..roi import RoiSource, RoiTransform, RoiWarning, clip_bbox, extract_roi, square_window
 
 #: The cell's detector mask is grown by this many image pixels (its pale rim).
 GROW_PX = 2
@@ -70,8 +69,8 @@ def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None, grow_px: int = G
     """(ROI, transform) per box, as `extract_roi` gives them, of the image with every
     pixel outside the cell's grown mask set to `BLANK` *before* resizing, so no pixel
     of the surroundings reaches the ROI, not even through interpolation."""
-    rgb = as_rgb(image).astype(np.float32)
-    shape = rgb.shape[:2]
+    source = RoiSource.of(image, rgb=True, padded=False)  # the value range, found once
+    shape = source.image.shape[:2]
     out = []
     for bbox, mask in zip(bboxes, cell_masks(image, bboxes, masks, grow_px), strict=True):
         bbox, note = clip_bbox(bbox, shape)
@@ -79,7 +78,8 @@ def cell_only_rois(image: np.ndarray, bboxes, spec, masks=None, grow_px: int = G
             warnings.warn(note, RoiWarning, stacklevel=4)
         top, left, bottom, right = square_window(bbox, spec.margin, shape)
         t, l_ = max(top, 0), max(left, 0)
-        crop = rgb[t : min(bottom, shape[0]), l_ : min(right, shape[1])].copy()
+        crop = source.pixels(t, l_, min(bottom, shape[0]), min(right, shape[1]))
+        crop = crop.astype(np.float32)  # as the model was trained: float32 before resizing
         crop[~mask[t : t + crop.shape[0], l_ : l_ + crop.shape[1]]] = BLANK
         r0, c0, r1, c1 = bbox
         roi, local = extract_roi(
