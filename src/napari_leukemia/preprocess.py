@@ -179,10 +179,12 @@ def resize(image: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndar
 
 
 def _resize_plane(plane: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
-    """scikit-image's resize of one 2-D plane, anti-aliased when shrinking."""
+    """scikit-image's resize of one 2-D plane, anti-aliased when shrinking (its
+    smoothing of an axis that is not shrunk is a copy, so it is skipped when none is)."""
     from skimage.transform import resize as sk_resize
 
-    return sk_resize(plane, shape, order=order, anti_aliasing=True, preserve_range=True)
+    shrinks = shape[0] < plane.shape[0] or shape[1] < plane.shape[1]
+    return sk_resize(plane, shape, order=order, anti_aliasing=shrinks, preserve_range=True)
 
 
 def _block_reduce(array: np.ndarray, factor: int) -> np.ndarray:

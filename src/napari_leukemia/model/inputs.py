@@ -29,7 +29,9 @@ def convert(image: np.ndarray, spec: InputSpec) -> np.ndarray:
             raise ValueError("The document 000 pipeline needs a square input size.")
         return document000_pipeline(image, spec.size[0])
     if spec.pipeline == "rgb":
-        return resize(as_rgb(image), spec.size).astype(np.float32)
+        rgb = as_rgb(image)
+        same_size = rgb.shape[:2] == tuple(spec.size)  # a ROI cut at the input's size
+        return (rgb if same_size else resize(rgb, spec.size)).astype(np.float32)
     raise ValueError(f"Unknown preprocessing pipeline {spec.pipeline!r} in the model metadata.")
 
 
