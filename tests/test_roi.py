@@ -56,3 +56,31 @@ def test_bad_boxes_are_explained():
         square_window((30, 30, 40, 40), 0.1, (20, 20))
     with pytest.raises(ValueError, match="margin"):
         extract_roi(np.zeros((20, 20)), (1, 1, 5, 5), margin=-1)
+
+
+def test_source_pixels_are_the_whole_image_converted_then_cut():
+    """A window converted alone equals the same window of the converted whole image,
+    for every value convention (the range comes from the whole image, not the window)."""
+    import warnings
+
+    from napari_leukemia.images import ImageWarning, as_rgb
+    from napari_leukemia.roi import RoiSource
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    images = [
+        rgb,
+        rgb[..., 0],  # gray
+        np.dstack([rgb, rng.integers(0, 256, (50, 60), dtype=np.uint8)]),  # RGBA
+        rgb / 255.0,
+        rgb.astype(np.uint16) * 200,  # 16-bit
+        rgb.astype(np.float32) * 3.7 - 20.0,  # min-max scaled
+    ]
+    for image in images:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImageWarning)
+            whole = as_rgb(image)
+            source = RoiSource.of(image, rgb=True, padded=False)
+        window = source.pixels(7, 11, 31, 52)
+        assert window.dtype == whole.dtype
+        assert np.array_equal(window, whole[7:31, 11:52])
