@@ -14,7 +14,7 @@ import numpy as np
 from ..images import as_rgb, check_2d, value_range
 from ..preprocess import document000_pipeline, resize
 from ..roi import _FILL_SAMPLE, RoiSource, RoiTransform, clip_bbox, square_window
-from .cell_context import full_mask
+from .cell_context import GROW_PX, cell_only_rois, full_mask
 from .metadata import InputSpec
 
 #: At most this many cells per field are used (the most confident ones).
@@ -36,18 +36,16 @@ def convert(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def cell_inputs(
-    image: np.ndarray, bboxes, spec: InputSpec, masks=None, grow_px: int | None = None
+    image: np.ndarray, bboxes, spec: InputSpec, masks=None, grow_px: int = GROW_PX
 ) -> tuple[np.ndarray, list]:
     """Model inputs (N, rows, cols, channels) for the cells in `bboxes`, and their ROI
     transforms. The image is prepared once for all cells (value range, padding colour),
     so the cost per cell does not grow with the image. For a model that reads the cell
     alone (``spec.context == "cell"``) everything but the cell is blanked; `masks`
     (full-image bool masks, one per box) are the cells' own, else the detector's;
-    `grow_px` overrides how far they are grown (training with mask jitter only)."""
+    `grow_px` is how far they are grown (more only for training with mask jitter)."""
     if spec.context == "cell":  # blanked outside the cell: no padding colour needed
-        from .cell_context import GROW_PX, cell_only_rois
-
-        rois = cell_only_rois(image, bboxes, spec, masks, GROW_PX if grow_px is None else grow_px)
+        rois = cell_only_rois(image, bboxes, spec, masks, grow_px)
     else:
         source = _roi_source(image, bboxes, spec)
         rois = [source.extract(bbox, spec.size, spec.margin) for bbox in bboxes]
@@ -151,7 +149,7 @@ def field_cells(image: np.ndarray, max_cells: int = MAX_CELLS_PER_FIELD):
 
 
 def field_inputs(
-    image: np.ndarray, spec: InputSpec, grow_px: int | None = None
+    image: np.ndarray, spec: InputSpec, grow_px: int = GROW_PX
 ) -> tuple[np.ndarray, list]:
     """All model inputs for one field image: one per cell, or the whole field
     (`grow_px`: see `cell_inputs`).

@@ -24,6 +24,7 @@ import numpy as np
 from .. import safe_files
 from . import architectures, dataset, evaluation
 from .backend import keras_module
+from .cell_context import GROW_PX
 from .inputs import field_inputs
 from .metadata import ModelInfo, file_sha256, metadata_path
 
@@ -58,7 +59,7 @@ class Recipe:
     mask_jitter: int = 0
 
 
-def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec, grow_px=None) -> Arrays:
+def load_arrays(data: dataset.Dataset, indices: np.ndarray, spec, grow_px=GROW_PX) -> Arrays:
     """Prepare the model inputs of the images at `indices` (all cells of each field;
     `grow_px`: see `inputs.cell_inputs`)."""
     from ..images import read_image
@@ -196,11 +197,9 @@ def _subsample(parts: dict, max_images: int | None, seed: int) -> dict:
 def _load_inputs(data, parts: dict, spec, mask_jitter: int = 0) -> dict:
     """The model inputs of each split, with a one-line report of their sizes (training
     cells with their masks grown `mask_jitter` pixels more, see `Recipe`)."""
-    from .cell_context import GROW_PX
-
-    wider = GROW_PX + mask_jitter if mask_jitter else None
     arrays = {
-        k: load_arrays(data, v, spec, wider if k == "train" else None) for k, v in parts.items()
+        k: load_arrays(data, v, spec, GROW_PX + (mask_jitter if k == "train" else 0))
+        for k, v in parts.items()
     }
     sizes = [f"{k} {len(v.y)} from {len(parts[k])} images" for k, v in arrays.items()]
     print("Inputs: " + ", ".join(sizes), flush=True)

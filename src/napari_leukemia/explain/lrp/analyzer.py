@@ -22,6 +22,7 @@ that one gradient instead of the rule walk (`gradient_form`).
 from __future__ import annotations
 
 from ...model.backend import tensorflow_module
+from ..gradients import input_gradient
 from ..graph import (
     ACTIVATION,
     IDENTITY,
@@ -277,8 +278,6 @@ class LRPAnalyzer:
 
     def _gradient_x_input(self, x, target, low, high):
         """LRP-0 on a network of homogeneous activations: x ⊙ ∂logit/∂x (module doc)."""
-        from ..gradients import input_gradient
-
         gradient, logits, target = input_gradient(self.graph, x, target, folded=True)
         return x * gradient, logits, target
 
