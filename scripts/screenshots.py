@@ -14,7 +14,7 @@ from pathlib import Path
 
 import napari
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QDialog
 from skimage import io
 
 from napari_leukemia.demo import run_viewer
@@ -83,7 +83,17 @@ def classify_drawn_box(viewer, classify) -> None:
     cells.selected_data = {drawn}
     cells.remove_selected()
     selection.select_cell(cells, 0)
+    close_toasts(viewer)
     settle()
+
+
+def close_toasts(viewer) -> None:
+    """Close napari's notification toasts. Under Xvfb the window is never active, so
+    they never time out, and the bare box's warnings would sit in every later
+    screenshot, next to maps of another cell."""
+    for toast in viewer.window._qt_window.findChildren(QDialog):
+        if toast.isVisible():
+            toast.close()
 
 
 def main() -> None:
